@@ -1,0 +1,28 @@
+//! # tutti
+//!
+//! A GPU-first collective communication library: ranks call all_reduce, broadcast,
+//! all_gather, reduce_scatter, all_to_all, send/recv... on host or GPU buffers, and
+//! tutti moves and reduces the bytes over shared memory, TCP or RDMA verbs.
+//!
+//! This crate holds the public API and the data model:
+//! - [`DataType`], [`ReduceOp`] (with the validity matrix and every numeric rule),
+//!   [`Element`] (Rust types mapped to data types), the fp8 types [`F8E4M3`] and
+//!   [`F8E5M2`], and the library's [`Error`];
+//! - [`cpu`]: the vectorized CPU reduction kernels;
+//! - [`gpu`]: the CUDA reduction kernels (compiled by `build.rs`, loaded through the
+//!   CUDA driver at run time when one is present).
+
+mod convert;
+pub mod cpu;
+mod dtype;
+mod element;
+mod error;
+mod float8;
+pub mod gpu;
+mod op;
+
+pub use dtype::DataType;
+pub use element::Element;
+pub use error::{Error, Result};
+pub use float8::{F8E4M3, F8E5M2};
+pub use op::{Finalize, ReduceOp, StepOp};
