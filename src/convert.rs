@@ -158,3 +158,146 @@ pub(crate) fn f32_to_e5m2(f: f32) -> u8 {
     };
     ((o & 0xff) | (sign >> 24)) as u8
 }
+
+#[cfg(test)]
+mod tests {
+    //! Exhaustive checks against the `half` crate (an independent implementation of
+    //! the IEEE conversions) and against fp8 values decoded from the format's spec.
+    use super::*;
+    use half::{bf16, f16};
+
+    fn same(a: f32, b: f32) -> bool {
+        (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
+    }
+
+    #[test]
+    fn f16_to_f32_matches_half_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let want = f16::from_bits(h).to_f32();
+            assert!(same(f16_to_f32(h), want), "0x{h:04x}");
+        }
+    }
+
+    /// f32 values that exercise rounding: every f16 value, the midpoints between
+    /// neighbours (ties), and one f32 ulp either side of each midpoint.
+    fn rounding_probes_f16() -> Vec<f32> {
+        let mut v = Vec::new();
+        for h in 0..0x7c00u16 {
+            let a = f16::from_bits(h).to_f32();
+            let b = f16::from_bits(h + 1).to_f32();
+            let mid = ((a as f64 + b as f64) / 2.0) as f32;
+            for x in [a, mid, f32::from_bits(mid.to_bits() + 1), f32::from_bits(mid.to_bits() - 1)] {
+                v.push(x);
+                v.push(-x);
+            }
+        }
+        v.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65519.99, 65520.0, 1e9, f32::MAX, f32::MIN_POSITIVE, 1e-40]);
+        v
+    }
+
+    #[test]
+    fn f32_to_f16_rounds_like_half() {
+        for x in rounding_probes_f16() {
+            let got = f16::from_bits(f32_to_f16(x)).to_f32();
+            let want = f16::from_f32(x).to_f32();
+            assert!(same(got, want), "{x:e}: got {got:e}, want {want:e}");
+        }
+    }
+
+    #[test]
+    fn bf16_round_trips_and_rounds_like_half() {
+        for h in 0..=u16::MAX {
+            assert!(same(bf16_to_f32(h), bf16::from_bits(h).to_f32()), "0x{h:04x}");
+        }
+        let mut probes = vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -0.0];
+        for h in (0..0x7f80u32).step_by(7) {
+            let base = h << 16;
+            for d in [0u32, 0x7fff, 0x8000, 0x8001, 0xffff] {
+                probes.push(f32::from_bits(base + d));
+                probes.push(-f32::from_bits(base + d));
+            }
+        }
+        for x in probes {
+            let got = bf16_to_f32(f32_to_bf16(x));
+            let want = bf16::from_f32(x).to_f32();
+            assert!(same(got, want), "{x:e}: got {got:e}, want {want:e}");
+        }
+    }
+
+    /// fp8 value of `code` decoded from the spec with f64 arithmetic.
+    fn fp8_spec(code: u8, exp_bits: u32, man_bits: u32, bias: i32, fn_variant: bool) -> f64 {
+        let sign = if code & 0x80 != 0 { -1.0 } else { 1.0 };
+        let e = ((code & 0x7f) >> man_bits) as i32;
+        let m = (code as u32 & ((1 << man_bits) - 1)) as f64;
+        let emax = (1 << exp_bits) - 1;
+        if fn_variant && e == emax && m as u32 == (1 << man_bits) - 1 {
+            return f64::NAN;
+        }
+        if !fn_variant && e == emax {
+            return if m == 0.0 { sign * f64::INFINITY } else { f64::NAN };
+        }
+        let scale = (1u64 << man_bits) as f64;
+        if e == 0 {
+            sign * (m / scale) * 2f64.powi(1 - bias)
+        } else {
+            sign * (1.0 + m / scale) * 2f64.powi(e - bias)
+        }
+    }
+
+    /// Nearest-even encoding by brute force over every finite code.
+    fn fp8_encode_ref(x: f32, e4m3: bool) -> u8 {
+        let (eb, mb, bias) = if e4m3 { (4, 3, 7) } else { (5, 2, 15) };
+        let sign = if x.is_sign_negative() { 0x80u8 } else { 0 };
+        let a = (x as f64).abs();
+        if x.is_nan() {
+            return 0x7f | sign;
+        }
+        if e4m3 && a > 464.0 {
+            return 0x7f | sign;
+        }
+        if !e4m3 && a >= 61440.0 {
+            return 0x7c | sign;
+        }
+        let max_code = if e4m3 { 0x7e } else { 0x7b };
+        let mut best = 0u8;
+        let mut best_d = f64::INFINITY;
+        for c in 0..=max_code {
+            let v = fp8_spec(c, eb, mb, bias, e4m3);
+            let d = (v - a).abs();
+            if d < best_d || (d == best_d && c % 2 == 0) {
+                best = c;
+                best_d = d;
+            }
+        }
+        best | sign
+    }
+
+    #[test]
+    fn fp8_decoding_matches_the_spec_for_every_code() {
+        for c in 0..=u8::MAX {
+            let want = fp8_spec(c, 4, 3, 7, true) as f32;
+            assert!(same(e4m3_to_f32(c), want), "e4m3 0x{c:02x}");
+            let want = fp8_spec(c, 5, 2, 15, false) as f32;
+            assert!(same(e5m2_to_f32(c), want), "e5m2 0x{c:02x}");
+        }
+    }
+
+    #[test]
+    fn fp8_encoding_rounds_to_nearest_even_with_torch_overflow_rules() {
+        let mut probes: Vec<f32> = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 448.0, 464.0, 465.0, 480.0, 57344.0, 61439.0, 61440.0, 1e6, 1e-12];
+        for c in 0..=u8::MAX {
+            for dec in [e4m3_to_f32 as fn(u8) -> f32, e5m2_to_f32] {
+                let a = dec(c);
+                let b = dec(c.wrapping_add(1));
+                if a.is_finite() && b.is_finite() {
+                    let mid = ((a as f64 + b as f64) / 2.0) as f32;
+                    probes.extend([a, mid, f32::from_bits(mid.to_bits() + 1), f32::from_bits(mid.to_bits().saturating_sub(1))]);
+                }
+            }
+        }
+        for x in probes {
+            assert_eq!(f32_to_e4m3(x), fp8_encode_ref(x, true), "e4m3 of {x:e}");
+            assert_eq!(f32_to_e5m2(x), fp8_encode_ref(x, false), "e5m2 of {x:e}");
+        }
+    }
+}
