@@ -37,10 +37,8 @@ pub use simd::{SimdLevel, detected_simd_level, simd_level};
 /// [`Error::LengthMismatch`] when the slices differ in length. Nothing is written on
 /// error.
 pub fn reduce_inplace<T: Element>(op: ReduceOp, dst: &mut [T], src: &[T]) -> Result<()> {
-    Reducer::new(T::DTYPE, op)?.reduce_inplace(
-        bytemuck::cast_slice_mut(dst),
-        bytemuck::cast_slice(src),
-    )
+    Reducer::new(T::DTYPE, op)?
+        .reduce_inplace(bytemuck::cast_slice_mut(dst), bytemuck::cast_slice(src))
 }
 
 /// `dst[i] = a[i] op b[i]` for every `i` (the `Sum` step for `Avg`/`PreMulSum`).
@@ -124,7 +122,7 @@ impl Reducer {
 
     fn whole_elements(&self, what: &'static str, len: usize) -> Result<()> {
         let size = self.dtype.size();
-        if len % size != 0 {
+        if !len.is_multiple_of(size) {
             return Err(Error::PartialElement {
                 what,
                 len,
@@ -150,10 +148,23 @@ fn same_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
 
 /// The buffers of one kernel call, as bytes of whole elements.
 enum Args<'a> {
-    InPlace { dst: &'a mut [u8], src: &'a [u8] },
-    OutOfPlace { dst: &'a mut [u8], a: &'a [u8], b: &'a [u8] },
-    DivN { buf: &'a mut [u8], n: usize },
-    MulScalar { buf: &'a mut [u8], s: f64 },
+    InPlace {
+        dst: &'a mut [u8],
+        src: &'a [u8],
+    },
+    OutOfPlace {
+        dst: &'a mut [u8],
+        a: &'a [u8],
+        b: &'a [u8],
+    },
+    DivN {
+        buf: &'a mut [u8],
+        n: usize,
+    },
+    MulScalar {
+        buf: &'a mut [u8],
+        s: f64,
+    },
 }
 
 /// Routes a validated call to the kernel monomorphized for its dtype and step.
@@ -244,7 +255,7 @@ impl Block {
 }
 
 fn aligned<T>(bytes: &[u8]) -> bool {
-    (bytes.as_ptr() as usize) % std::mem::align_of::<T>() == 0
+    (bytes.as_ptr() as usize).is_multiple_of(std::mem::align_of::<T>())
 }
 
 fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
@@ -279,7 +290,11 @@ fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
                 return;
             }
             let (mut bd, mut bs) = (Block::new(), Block::new());
-            for ((d, x), y) in dst.chunks_mut(BLOCK).zip(a.chunks(BLOCK)).zip(b.chunks(BLOCK)) {
+            for ((d, x), y) in dst
+                .chunks_mut(BLOCK)
+                .zip(a.chunks(BLOCK))
+                .zip(b.chunks(BLOCK))
+            {
                 let n = d.len();
                 bd.0[..n].copy_from_slice(x);
                 bs.0[..n].copy_from_slice(y);
