@@ -83,7 +83,8 @@ pub(crate) fn e4m3_to_f32(b: u8) -> f32 {
     let mant = b & 0x7;
     let normal = ((exp + 120) << 23) | (mant << 20);
     // Subnormal: mant * 2^-9 = 2^-6 * (1 + mant/8) - 2^-6.
-    let subnormal = (f32::from_bits((121 << 23) | (mant << 20)) - f32::from_bits(121 << 23)).to_bits();
+    let subnormal =
+        (f32::from_bits((121 << 23) | (mant << 20)) - f32::from_bits(121 << 23)).to_bits();
     let o = if exp == 0xf && mant == 0x7 {
         0x7fc0_0000
     } else if exp == 0 {
@@ -186,12 +187,28 @@ mod tests {
             let a = f16::from_bits(h).to_f32();
             let b = f16::from_bits(h + 1).to_f32();
             let mid = ((a as f64 + b as f64) / 2.0) as f32;
-            for x in [a, mid, f32::from_bits(mid.to_bits() + 1), f32::from_bits(mid.to_bits() - 1)] {
+            for x in [
+                a,
+                mid,
+                f32::from_bits(mid.to_bits() + 1),
+                f32::from_bits(mid.to_bits() - 1),
+            ] {
                 v.push(x);
                 v.push(-x);
             }
         }
-        v.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65519.99, 65520.0, 1e9, f32::MAX, f32::MIN_POSITIVE, 1e-40]);
+        v.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            65504.0,
+            65519.99,
+            65520.0,
+            1e9,
+            f32::MAX,
+            f32::MIN_POSITIVE,
+            1e-40,
+        ]);
         v
     }
 
@@ -207,7 +224,10 @@ mod tests {
     #[test]
     fn bf16_round_trips_and_rounds_like_half() {
         for h in 0..=u16::MAX {
-            assert!(same(bf16_to_f32(h), bf16::from_bits(h).to_f32()), "0x{h:04x}");
+            assert!(
+                same(bf16_to_f32(h), bf16::from_bits(h).to_f32()),
+                "0x{h:04x}"
+            );
         }
         let mut probes = vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -0.0];
         for h in (0..0x7f80u32).step_by(7) {
@@ -234,7 +254,11 @@ mod tests {
             return f64::NAN;
         }
         if !fn_variant && e == emax {
-            return if m == 0.0 { sign * f64::INFINITY } else { f64::NAN };
+            return if m == 0.0 {
+                sign * f64::INFINITY
+            } else {
+                f64::NAN
+            };
         }
         let scale = (1u64 << man_bits) as f64;
         if e == 0 {
@@ -284,14 +308,34 @@ mod tests {
 
     #[test]
     fn fp8_encoding_rounds_to_nearest_even_with_torch_overflow_rules() {
-        let mut probes: Vec<f32> = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 448.0, 464.0, 465.0, 480.0, 57344.0, 61439.0, 61440.0, 1e6, 1e-12];
+        let mut probes: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            448.0,
+            464.0,
+            465.0,
+            480.0,
+            57344.0,
+            61439.0,
+            61440.0,
+            1e6,
+            1e-12,
+        ];
         for c in 0..=u8::MAX {
             for dec in [e4m3_to_f32 as fn(u8) -> f32, e5m2_to_f32] {
                 let a = dec(c);
                 let b = dec(c.wrapping_add(1));
                 if a.is_finite() && b.is_finite() {
                     let mid = ((a as f64 + b as f64) / 2.0) as f32;
-                    probes.extend([a, mid, f32::from_bits(mid.to_bits() + 1), f32::from_bits(mid.to_bits().saturating_sub(1))]);
+                    probes.extend([
+                        a,
+                        mid,
+                        f32::from_bits(mid.to_bits() + 1),
+                        f32::from_bits(mid.to_bits().saturating_sub(1)),
+                    ]);
                 }
             }
         }

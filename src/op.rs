@@ -194,9 +194,9 @@ impl ReduceOp {
         };
         match self {
             ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Avg => Ok(()),
-            ReduceOp::Min | ReduceOp::Max if dtype.is_complex() => {
-                invalid("complex numbers have no order (min/max are defined for integers and real floats)")
-            }
+            ReduceOp::Min | ReduceOp::Max if dtype.is_complex() => invalid(
+                "complex numbers have no order (min/max are defined for integers and real floats)",
+            ),
             ReduceOp::Min | ReduceOp::Max => Ok(()),
             ReduceOp::PreMulSum(_) if dtype.is_integer() => invalid(
                 "premulsum scales by a real scalar and is defined for floating-point and complex dtypes only",

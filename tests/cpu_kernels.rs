@@ -15,7 +15,9 @@ use tutti::{DataType, Element, Error, F8E4M3, F8E5M2, ReduceOp};
 
 /// Lengths that cover empty, single, odd, every tail of 16/32/64-byte vectors and
 /// one larger than the staging block of the misaligned path.
-const LENGTHS: &[usize] = &[0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255, 1000, 4099];
+const LENGTHS: &[usize] = &[
+    0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255, 1000, 4099,
+];
 
 /// A scalar reference implementation per element type.
 trait Ref: Element {
@@ -58,7 +60,17 @@ macro_rules! int_ref {
 int_ref!(i8, u8, i32, u32, i64, u64);
 
 fn float_special_f64(rng: &mut StdRng) -> f64 {
-    let choices = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e-300, -1e300, 3.5, -2.25];
+    let choices = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        0.0,
+        -0.0,
+        1e-300,
+        -1e300,
+        3.5,
+        -2.25,
+    ];
     if rng.random_bool(0.5) {
         choices[rng.random_range(0..choices.len())]
     } else {
@@ -154,7 +166,11 @@ fn fp8_decode(code: u8, e4m3: bool) -> f32 {
         return f32::NAN;
     }
     let scale = (1u32 << man_bits) as f64;
-    let v = if e == 0 { (m / scale) * 2f64.powi(1 - bias) } else { (1.0 + m / scale) * 2f64.powi(e - bias) };
+    let v = if e == 0 {
+        (m / scale) * 2f64.powi(1 - bias)
+    } else {
+        (1.0 + m / scale) * 2f64.powi(e - bias)
+    };
     (sign * v) as f32
 }
 
@@ -203,8 +219,14 @@ macro_rules! narrow_ref {
         }
     };
 }
-narrow_ref!(f16, |x: f16| x.to_f32(), f16::from_f32, |r: &mut StdRng| r.random_range(-60.0f32..60.0));
-narrow_ref!(bf16, |x: bf16| x.to_f32(), bf16::from_f32, |r: &mut StdRng| r.random_range(-60.0f32..60.0));
+narrow_ref!(f16, |x: f16| x.to_f32(), f16::from_f32, |r: &mut StdRng| r
+    .random_range(-60.0f32..60.0));
+narrow_ref!(
+    bf16,
+    |x: bf16| x.to_f32(),
+    bf16::from_f32,
+    |r: &mut StdRng| r.random_range(-60.0f32..60.0)
+);
 narrow_ref!(
     F8E4M3,
     |x: F8E4M3| fp8_decode(x.0, true),
@@ -251,12 +273,24 @@ complex_ref!(f32, f64);
 fn assert_same<T: Ref>(what: &str, got: &[T], want: &[T]) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(T::same(*g, *w), "{what}: element {i} of {}: got {g:?}, want {w:?}", got.len());
+        assert!(
+            T::same(*g, *w),
+            "{what}: element {i} of {}: got {g:?}, want {w:?}",
+            got.len()
+        );
     }
 }
 
 fn values<T: Ref>(rng: &mut StdRng, n: usize, special: bool) -> Vec<T> {
-    (0..n).map(|_| if special { T::special(rng) } else { T::random(rng) }).collect()
+    (0..n)
+        .map(|_| {
+            if special {
+                T::special(rng)
+            } else {
+                T::random(rng)
+            }
+        })
+        .collect()
 }
 
 /// Every valid op on `T`, every length, random and special values, in place, out of
@@ -291,7 +325,8 @@ fn check_matrix<T: Ref>(seed: u64) {
                 let got: Vec<T> = bytemuck::pod_collect_to_vec(&dbuf[1..]);
                 assert_same(&format!("{what} misaligned in-place"), &got, &want);
                 let mut obuf = vec![0u8; len * size + 5];
-                r.reduce(&mut obuf[5..], &sbuf[3..], bytemuck::cast_slice(&a)).unwrap();
+                r.reduce(&mut obuf[5..], &sbuf[3..], bytemuck::cast_slice(&a))
+                    .unwrap();
                 let got: Vec<T> = bytemuck::pod_collect_to_vec(&obuf[5..]);
                 let want_ba: Vec<T> = b.iter().zip(&a).map(|(x, y)| T::step(op, *x, *y)).collect();
                 assert_same(&format!("{what} misaligned out-of-place"), &got, &want_ba);
@@ -328,9 +363,16 @@ fn check_matrix<T: Ref>(seed: u64) {
                 cpu::reduce_inplace(op, &mut acc2, x).unwrap();
             }
             fin[1..].copy_from_slice(bytemuck::cast_slice(&acc2));
-            Reducer::new(T::DTYPE, op).unwrap().finalize(&mut fin[1..], n).unwrap();
+            Reducer::new(T::DTYPE, op)
+                .unwrap()
+                .finalize(&mut fin[1..], n)
+                .unwrap();
             let got: Vec<T> = bytemuck::pod_collect_to_vec(&fin[1..]);
-            assert_same(&format!("{} {op} world of {n} misaligned finalize", T::DTYPE), &got, &want);
+            assert_same(
+                &format!("{} {op} world of {n} misaligned finalize", T::DTYPE),
+                &got,
+                &want,
+            );
         }
     }
 }
@@ -362,12 +404,21 @@ fn matrix_under_every_simd_level() {
     let exe = std::env::current_exe().unwrap();
     for level in ["baseline", "avx2", "avx512"] {
         let out = std::process::Command::new(&exe)
-            .args(["--exact", "matrix_every_dtype_every_op", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "matrix_every_dtype_every_op",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("TUTTI_CPU_SIMD", level)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "TUTTI_CPU_SIMD={level} failed:\n{stderr}\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "TUTTI_CPU_SIMD={level} failed:\n{stderr}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let wanted = level.parse_level().min(cpu::detected_simd_level());
         assert!(
             stderr.contains(&format!("CPU kernels at SIMD level {}", wanted.name())),
@@ -420,8 +471,14 @@ fn every_invalid_pair_is_the_documented_error_and_writes_nothing() {
             invalid += 1;
             let err = r.unwrap_err();
             let msg = err.to_string();
-            assert!(matches!(err, Error::InvalidOp { .. }), "{dtype} {op}: {err:?}");
-            assert!(msg.contains(dtype.name()) && msg.contains(op.name()), "{msg}");
+            assert!(
+                matches!(err, Error::InvalidOp { .. }),
+                "{dtype} {op}: {err:?}"
+            );
+            assert!(
+                msg.contains(dtype.name()) && msg.contains(op.name()),
+                "{msg}"
+            );
             let reason = match op {
                 ReduceOp::Min | ReduceOp::Max => "complex numbers have no order",
                 ReduceOp::PreMulSum(_) => "floating-point and complex dtypes only",
@@ -454,11 +511,18 @@ fn every_invalid_pair_is_the_documented_error_and_writes_nothing() {
 fn bad_lengths_are_errors_that_name_the_buffer_and_write_nothing() {
     let mut dst = [1u8, 2, 3];
     let err = cpu::reduce_inplace(ReduceOp::Sum, &mut dst, &[1, 2]).unwrap_err();
-    assert_eq!(err.to_string(), "reduce_inplace: src: length mismatch: expected 3 bytes, got 2");
+    assert_eq!(
+        err.to_string(),
+        "reduce_inplace: src: length mismatch: expected 3 bytes, got 2"
+    );
     assert_eq!(dst, [1, 2, 3]);
     let mut out = [0i64; 2];
     let err = cpu::reduce(ReduceOp::Sum, &mut out, &[1, 2], &[1, 2, 3]).unwrap_err();
-    assert!(err.to_string().starts_with("reduce: b: length mismatch: expected 16 bytes, got 24"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("reduce: b: length mismatch: expected 16 bytes, got 24"),
+        "{err}"
+    );
     assert_eq!(out, [0, 0]);
 
     let r = Reducer::new(DataType::F32, ReduceOp::Sum).unwrap();
@@ -469,7 +533,11 @@ fn bad_lengths_are_errors_that_name_the_buffer_and_write_nothing() {
         "reduce_inplace: dst: 6 bytes is not a whole number of float32 elements (4 bytes each)"
     );
     let err = cpu::finalize(ReduceOp::Avg, &mut [1.0f32], 0).unwrap_err();
-    assert!(err.to_string().contains("world_size must be at least 1, got 0"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("world_size must be at least 1, got 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -537,7 +605,12 @@ fn nan_and_infinity_follow_the_documented_rules() {
 fn narrow_floats_accumulate_in_f32_and_round_to_nearest_even() {
     // f16: 1 + 2^-11 is halfway between 1 and 1 + 2^-10: ties to even (1.0).
     let one = f16::from_f32(1.0);
-    let mut h = [one, f16::from_f32(1.0 + 2f32.powi(-10)), f16::from_f32(65504.0), f16::from_f32(2048.0)];
+    let mut h = [
+        one,
+        f16::from_f32(1.0 + 2f32.powi(-10)),
+        f16::from_f32(65504.0),
+        f16::from_f32(2048.0),
+    ];
     let src = [
         f16::from_f32(2f32.powi(-11)),
         f16::from_f32(2f32.powi(-11)),
@@ -546,13 +619,34 @@ fn narrow_floats_accumulate_in_f32_and_round_to_nearest_even() {
     ];
     cpu::reduce_inplace(ReduceOp::Sum, &mut h, &src).unwrap();
     assert_eq!(h[0], one, "tie rounds down to even");
-    assert_eq!(h[1].to_f32(), 1.0 + 2.0 * 2f32.powi(-10), "tie rounds up to even");
+    assert_eq!(
+        h[1].to_f32(),
+        1.0 + 2.0 * 2f32.powi(-10),
+        "tie rounds up to even"
+    );
     assert_eq!(h[2], f16::INFINITY, "65504 + 16 overflows to inf");
-    assert_eq!(h[3].to_f32(), 2048.0, "2049 is not representable: ties to even 2048");
+    assert_eq!(
+        h[3].to_f32(),
+        2048.0,
+        "2049 is not representable: ties to even 2048"
+    );
 
     // bf16: 256 + 1 = 257 is halfway between 256 and 258: ties to even (256).
-    let mut b = [bf16::from_f32(256.0), bf16::from_f32(258.0), bf16::from_f32(1.0)];
-    cpu::reduce_inplace(ReduceOp::Sum, &mut b, &[bf16::from_f32(1.0), bf16::from_f32(1.0), bf16::from_f32(2f32.powi(-8))]).unwrap();
+    let mut b = [
+        bf16::from_f32(256.0),
+        bf16::from_f32(258.0),
+        bf16::from_f32(1.0),
+    ];
+    cpu::reduce_inplace(
+        ReduceOp::Sum,
+        &mut b,
+        &[
+            bf16::from_f32(1.0),
+            bf16::from_f32(1.0),
+            bf16::from_f32(2f32.powi(-8)),
+        ],
+    )
+    .unwrap();
     assert_eq!(b[0].to_f32(), 256.0);
     assert_eq!(b[1].to_f32(), 260.0);
     assert_eq!(b[2].to_f32(), 1.0, "1 + 2^-8 rounds back to 1 in bf16");
@@ -564,8 +658,21 @@ fn narrow_floats_accumulate_in_f32_and_round_to_nearest_even() {
     assert_eq!(acc[0], one);
 
     // fp8 e4m3: 448 is the largest value; 448 + 16 = 464 ties to 448; 448 + 32 is NaN.
-    let mut e = [F8E4M3::from_f32(448.0), F8E4M3::from_f32(448.0), F8E4M3::from_f32(1.0)];
-    cpu::reduce_inplace(ReduceOp::Sum, &mut e, &[F8E4M3::from_f32(16.0), F8E4M3::from_f32(32.0), F8E4M3::from_f32(0.0625)]).unwrap();
+    let mut e = [
+        F8E4M3::from_f32(448.0),
+        F8E4M3::from_f32(448.0),
+        F8E4M3::from_f32(1.0),
+    ];
+    cpu::reduce_inplace(
+        ReduceOp::Sum,
+        &mut e,
+        &[
+            F8E4M3::from_f32(16.0),
+            F8E4M3::from_f32(32.0),
+            F8E4M3::from_f32(0.0625),
+        ],
+    )
+    .unwrap();
     assert_eq!(e[0].to_f32(), 448.0);
     assert!(e[1].is_nan());
     assert_eq!(e[2].to_f32(), 1.0, "1 + 1/16 ties to even 1.0 (step 1/8)");
@@ -578,7 +685,12 @@ fn narrow_floats_accumulate_in_f32_and_round_to_nearest_even() {
 #[test]
 fn complex_prod_and_avg() {
     let mut a = [Complex::new(1.0f32, 2.0), Complex::new(0.5, -1.0)];
-    cpu::reduce_inplace(ReduceOp::Prod, &mut a, &[Complex::new(3.0, 4.0), Complex::new(2.0, 2.0)]).unwrap();
+    cpu::reduce_inplace(
+        ReduceOp::Prod,
+        &mut a,
+        &[Complex::new(3.0, 4.0), Complex::new(2.0, 2.0)],
+    )
+    .unwrap();
     assert_eq!(a, [Complex::new(-5.0, 10.0), Complex::new(3.0, -1.0)]);
     let mut v = [Complex::new(3.0f64, -6.0)];
     cpu::finalize(ReduceOp::Avg, &mut v, 3).unwrap();
@@ -597,10 +709,19 @@ fn names_parse_and_print() {
     assert_eq!("float".parse::<DataType>().unwrap(), DataType::F32);
     assert_eq!("half".parse::<DataType>().unwrap(), DataType::F16);
     let err = "float17".parse::<DataType>().unwrap_err();
-    assert!(err.to_string().starts_with("unknown data type \"float17\""), "{err}");
-    assert_eq!("premulsum:0.25".parse::<ReduceOp>().unwrap(), ReduceOp::PreMulSum(0.25));
+    assert!(
+        err.to_string().starts_with("unknown data type \"float17\""),
+        "{err}"
+    );
+    assert_eq!(
+        "premulsum:0.25".parse::<ReduceOp>().unwrap(),
+        ReduceOp::PreMulSum(0.25)
+    );
     assert_eq!("MAX".parse::<ReduceOp>().unwrap(), ReduceOp::Max);
     assert!("premulsum:nan".parse::<ReduceOp>().is_err());
     let err = "mean-ish".parse::<ReduceOp>().unwrap_err();
-    assert!(err.to_string().contains("unknown reduce op \"mean-ish\""), "{err}");
+    assert!(
+        err.to_string().contains("unknown reduce op \"mean-ish\""),
+        "{err}"
+    );
 }

@@ -35,11 +35,20 @@ fn sizes() -> Vec<(String, usize)> {
         .collect()
 }
 
-fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, bytes: usize) {
+fn configure(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bytes: usize,
+) {
     if bytes >= 64 << 20 {
-        group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(4))
+            .warm_up_time(Duration::from_secs(1));
     } else {
-        group.sample_size(30).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+        group
+            .sample_size(30)
+            .measurement_time(Duration::from_secs(2))
+            .warm_up_time(Duration::from_millis(500));
     }
 }
 
@@ -54,7 +63,9 @@ fn bench_sum<T: Element>(c: &mut Criterion, make: impl Fn(&mut StdRng) -> T) {
         configure(&mut group, bytes);
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(BenchmarkId::from_parameter(&label), |b| {
-            b.iter(|| cpu::reduce_inplace(ReduceOp::Sum, black_box(&mut dst), black_box(&src)).unwrap())
+            b.iter(|| {
+                cpu::reduce_inplace(ReduceOp::Sum, black_box(&mut dst), black_box(&src)).unwrap()
+            })
         });
     }
     group.finish();
@@ -71,7 +82,15 @@ fn bench_f32_out_of_place(c: &mut Criterion) {
         configure(&mut group, bytes);
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(BenchmarkId::from_parameter(&label), |bch| {
-            bch.iter(|| cpu::reduce(ReduceOp::Sum, black_box(&mut dst), black_box(&a), black_box(&b)).unwrap())
+            bch.iter(|| {
+                cpu::reduce(
+                    ReduceOp::Sum,
+                    black_box(&mut dst),
+                    black_box(&a),
+                    black_box(&b),
+                )
+                .unwrap()
+            })
         });
     }
     group.finish();
@@ -98,7 +117,9 @@ fn kernels(c: &mut Criterion) {
     bench_sum::<f64>(c, |r| r.random_range(-1.0..1.0));
     bench_sum::<bf16>(c, |r| bf16::from_f32(r.random_range(-1.0..1.0)));
     bench_sum::<f16>(c, |r| f16::from_f32(r.random_range(-1.0..1.0)));
-    bench_sum::<Complex<f32>>(c, |r| Complex::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0)));
+    bench_sum::<Complex<f32>>(c, |r| {
+        Complex::new(r.random_range(-1.0..1.0), r.random_range(-1.0..1.0))
+    });
     bench_f32_out_of_place(c);
 }
 

@@ -15,7 +15,10 @@ pub use tutti_transport::ByteReducer;
 /// are split into `parts` contiguous segments on element boundaries, the first
 /// `count % parts` segments one element longer (the split every ring step uses).
 pub fn segment(len: usize, elem_size: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
-    assert!(parts > 0 && index < parts && elem_size > 0, "segment: bad arguments");
+    assert!(
+        parts > 0 && index < parts && elem_size > 0,
+        "segment: bad arguments"
+    );
     let count = len / elem_size;
     let base = count / parts;
     let extra = count % parts;

@@ -69,26 +69,20 @@ macro_rules! narrow_scale {
         }
     };
 }
-narrow_scale!(
-    f16,
-    |x: f16| convert::f16_to_f32(x.to_bits()),
-    |v: f32| f16::from_bits(convert::f32_to_f16(v))
-);
+narrow_scale!(f16, |x: f16| convert::f16_to_f32(x.to_bits()), |v: f32| {
+    f16::from_bits(convert::f32_to_f16(v))
+});
 narrow_scale!(
     bf16,
     |x: bf16| convert::bf16_to_f32(x.to_bits()),
     |v: f32| bf16::from_bits(convert::f32_to_bf16(v))
 );
-narrow_scale!(
-    F8E4M3,
-    |x: F8E4M3| convert::e4m3_to_f32(x.0),
-    |v: f32| F8E4M3(convert::f32_to_e4m3(v))
-);
-narrow_scale!(
-    F8E5M2,
-    |x: F8E5M2| convert::e5m2_to_f32(x.0),
-    |v: f32| F8E5M2(convert::f32_to_e5m2(v))
-);
+narrow_scale!(F8E4M3, |x: F8E4M3| convert::e4m3_to_f32(x.0), |v: f32| {
+    F8E4M3(convert::f32_to_e4m3(v))
+});
+narrow_scale!(F8E5M2, |x: F8E5M2| convert::e5m2_to_f32(x.0), |v: f32| {
+    F8E5M2(convert::f32_to_e5m2(v))
+});
 
 impl<T: Scale> Scale for Complex<T> {
     #[inline(always)]
