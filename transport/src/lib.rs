@@ -1,21 +1,36 @@
 //! # tutti-transport
 //!
-//! Moves bytes between two ranks. Ring and tree algorithms are written against the
-//! primitives this crate defines; it knows nothing about dtypes or devices. Reduction
-//! is delegated to a [`ByteReducer`] that the caller (the `tutti` crate, which owns
-//! the CPU and CUDA kernels) hands in.
+//! Moves bytes between two ranks. A [`Link`] is an ordered, reliable, bidirectional
+//! channel with bounded buffering, split into a [`SendHalf`] and a [`RecvHalf`];
+//! [`ops`] builds NCCL's primitives on them (send, recv, recv-reduce,
+//! recv-reduce-send, recv-reduce-copy-send, recv-copy-send) so that reductions read
+//! straight out of the link's buffers. Implementations:
+//!
+//! - [`shm`]: shared memory between processes on one host (FIFOs of slots in
+//!   `/dev/shm`, futex waits, single-copy `process_vm_readv` for large messages),
+//!   and the in-process variant for ranks that are threads;
+//! - [`tcp`]: framed, checksummed messages over several sockets per peer;
+//! - [`faulty`]: a wrapper that drops, delays, corrupts or cuts messages, for tests.
+//!
+//! This crate knows nothing about dtypes or devices: reductions go through the
+//! [`ByteReducer`] the caller hands in. Links are set up through a [`Rendezvous`]
+//! (a Store, in `tutti`). Every blocking call takes a [`Deadline`]; a dead peer or a
+//! passed deadline is an error naming the peer, never a hang.
 
-/// Combines incoming bytes into a local buffer: the reduction the fused transport
-/// primitives (recv-reduce, recv-reduce-send) apply, chosen by the caller from the
-/// dtype, the op and the memory kind. Buffers are whole elements of the reducer's
-/// dtype; implementations report anything else as an error message.
-pub trait ByteReducer: Send + Sync {
-    /// Size in bytes of one element; transfers are chunked on element boundaries.
-    fn element_size(&self) -> usize;
+mod deadline;
+mod error;
+pub mod faulty;
+mod link;
+pub mod ops;
+mod reducer;
+mod rendezvous;
+pub mod shm;
+pub mod tcp;
+mod wait;
 
-    /// `dst op= src`.
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String>;
-
-    /// `dst = a op b`.
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String>;
-}
+pub use deadline::Deadline;
+pub use error::{Result, TransportError};
+pub use link::{Injected, Link, Message, RecvHalf, RemoteRead, SendHalf};
+pub use reducer::ByteReducer;
+pub use rendezvous::Rendezvous;
+pub use wait::{AbortHandle, WaitPolicy};

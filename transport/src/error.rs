@@ -1,0 +1,111 @@
+//! Transport errors. Every error names the peer it concerns.
+
+use std::time::Duration;
+
+/// Errors from links and their setup.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The peer went away: its process exited, or it closed or reset the connection.
+    #[error("peer {peer} is gone during {op}: {detail}")]
+    PeerGone {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What this side was doing.
+        op: &'static str,
+        /// How the loss was detected.
+        detail: String,
+    },
+
+    /// A blocking wait passed its deadline.
+    #[error("{op} with peer {peer} timed out after {waited:?}")]
+    Timeout {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What this side was waiting for.
+        op: &'static str,
+        /// How long it waited.
+        waited: Duration,
+    },
+
+    /// A frame failed its integrity check or broke the protocol.
+    #[error("corrupted data from peer {peer}: {detail}")]
+    Corrupt {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// An operating-system call failed.
+    #[error("{context} (peer {peer}): {source}")]
+    Io {
+        /// The peer (rank, host, pid), or the local endpoint during setup.
+        peer: String,
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Connection setup failed (rendezvous, handshake, mapping shared memory).
+    #[error("link setup with peer {peer} failed: {detail}")]
+    Setup {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What failed.
+        detail: String,
+    },
+
+    /// The link was aborted locally (see [`AbortHandle`](crate::AbortHandle)).
+    #[error("link with peer {peer} aborted during {op}")]
+    Aborted {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What was interrupted.
+        op: &'static str,
+    },
+
+    /// The reducer rejected the data (see [`ByteReducer`](crate::ByteReducer)).
+    #[error("reduction of data from peer {peer} failed: {detail}")]
+    Reduce {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// The reducer's message.
+        detail: String,
+    },
+
+    /// A call's arguments do not fit the link (a chunk larger than a slot, a receive
+    /// buffer smaller than the message, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The transport is not available on this machine (no RDMA device, feature not
+    /// built, ...).
+    #[error("transport unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// `Result` with [`TransportError`].
+pub type Result<T, E = TransportError> = std::result::Result<T, E>;
+
+impl TransportError {
+    /// True when the error means the peer is dead or unreachable (not a local bug).
+    pub fn is_peer_failure(&self) -> bool {
+        matches!(
+            self,
+            TransportError::PeerGone { .. }
+                | TransportError::Timeout { .. }
+                | TransportError::Corrupt { .. }
+        )
+    }
+
+    pub(crate) fn io(peer: &str, context: impl Into<String>, source: std::io::Error) -> Self {
+        TransportError::Io {
+            peer: peer.to_string(),
+            context: context.into(),
+            source,
+        }
+    }
+}

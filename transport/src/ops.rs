@@ -1,0 +1,271 @@
+//! The primitives collectives are built from (NCCL's names), over link halves:
+//! [`send`], [`recv`], [`recv_reduce`], [`recv_reduce_send`],
+//! [`recv_reduce_copy_send`] and [`recv_copy_send`].
+//!
+//! Messages are at most `chunk` bytes (and at most the link's `max_message`); the
+//! receiving side handles whatever message sizes arrive, so sender and receiver need
+//! only agree on the total length. Every `chunk` must be a whole number of elements;
+//! every link's `max_message` is a multiple of 16 bytes, so clamping keeps that.
+
+use crate::link::{Message, RecvHalf, SendHalf};
+use crate::{ByteReducer, Deadline, Result, TransportError};
+
+/// Staging size for payloads read from a remote (single-copy) message before they are
+/// reduced or forwarded: small enough to stay in cache.
+const STAGE: usize = 256 << 10;
+
+/// Sends `data` to the peer in messages of at most `chunk` bytes, or as one
+/// single-copy message when the link has such a path and `data` is large enough.
+pub fn send(tx: &mut dyn SendHalf, data: &[u8], chunk: usize, deadline: Deadline) -> Result<()> {
+    if tx.single_copy_threshold().is_some_and(|t| data.len() >= t)
+        && tx.send_single_copy(data, deadline)?
+    {
+        return Ok(());
+    }
+    let chunk = effective_chunk(chunk, tx.max_message());
+    for piece in data.chunks(chunk) {
+        let buf = tx.reserve(piece.len(), deadline)?;
+        buf.copy_from_slice(piece);
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// What went wrong while a message was borrowed; turned into a [`TransportError`]
+/// naming the peer once the borrow has ended (so the hot path allocates nothing).
+enum Fault {
+    TooLong { got: usize, room: usize },
+    Empty,
+    Reduce(String),
+    Transport(TransportError),
+}
+
+impl From<TransportError> for Fault {
+    fn from(e: TransportError) -> Self {
+        Fault::Transport(e)
+    }
+}
+
+impl Fault {
+    fn into_error(self, peer: &str) -> TransportError {
+        match self {
+            Fault::TooLong { got, room } => TransportError::Corrupt {
+                peer: peer.to_string(),
+                detail: format!(
+                    "received a {got}-byte message where at most {room} bytes were expected (the ranks disagree on the transfer size)"
+                ),
+            },
+            Fault::Empty => TransportError::Corrupt {
+                peer: peer.to_string(),
+                detail: "received an empty message inside a transfer".into(),
+            },
+            Fault::Reduce(detail) => TransportError::Reduce {
+                peer: peer.to_string(),
+                detail,
+            },
+            Fault::Transport(e) => e,
+        }
+    }
+}
+
+/// Receives the next message and hands it to `f` with the room left; returns the
+/// number of bytes consumed after releasing the message.
+fn consume(
+    rx: &mut dyn RecvHalf,
+    room: usize,
+    deadline: Deadline,
+    f: impl FnOnce(Message<'_>, usize) -> Result<(), Fault>,
+) -> Result<usize> {
+    let outcome = match rx.next(deadline)? {
+        msg => {
+            let got = msg.len();
+            if got > room {
+                Err(Fault::TooLong { got, room })
+            } else if got == 0 {
+                Err(Fault::Empty)
+            } else {
+                f(msg, got).map(|()| got)
+            }
+        }
+    };
+    match outcome {
+        Ok(n) => {
+            rx.release()?;
+            Ok(n)
+        }
+        Err(fault) => Err(fault.into_error(rx.peer())),
+    }
+}
+
+/// Receives exactly `out.len()` bytes from the peer into `out`.
+pub fn recv(rx: &mut dyn RecvHalf, out: &mut [u8], deadline: Deadline) -> Result<()> {
+    let mut off = 0;
+    while off < out.len() {
+        let room = out.len() - off;
+        let dst = &mut out[off..];
+        off += consume(rx, room, deadline, |msg, n| {
+            match msg {
+                Message::Bytes(b) => dst[..n].copy_from_slice(b),
+                Message::Remote(r) => r.read(0, &mut dst[..n])?,
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Receives `dst.len()` bytes and reduces them into `dst`: `dst op= incoming`,
+/// straight out of the link's buffer.
+pub fn recv_reduce(
+    rx: &mut dyn RecvHalf,
+    dst: &mut [u8],
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    let mut off = 0;
+    let mut stage = Vec::new();
+    while off < dst.len() {
+        let room = dst.len() - off;
+        let d = &mut dst[off..];
+        off += consume(rx, room, deadline, |msg, n| match msg {
+            Message::Bytes(b) => reducer
+                .reduce_inplace(&mut d[..n], b)
+                .map_err(Fault::Reduce),
+            Message::Remote(r) => {
+                let step = stage_len(STAGE, reducer.element_size());
+                stage.resize(step.min(n), 0);
+                let mut done = 0;
+                while done < n {
+                    let k = step.min(n - done);
+                    r.read(done, &mut stage[..k])?;
+                    reducer
+                        .reduce_inplace(&mut d[done..done + k], &stage[..k])
+                        .map_err(Fault::Reduce)?;
+                    done += k;
+                }
+                Ok(())
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Receives `local.len()` bytes, reduces them with `local` and forwards the result:
+/// `next = local op incoming`, written straight into the sending link's buffer.
+pub fn recv_reduce_send(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    local: &[u8],
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    forward(
+        rx,
+        tx,
+        local.len(),
+        reducer.element_size(),
+        deadline,
+        |off, out, incoming| {
+            let l = &local[off..off + out.len()];
+            reducer.reduce(out, l, incoming).map_err(Fault::Reduce)
+        },
+    )
+}
+
+/// Like [`recv_reduce_send`], and also keeps the result: `next = buf op incoming`
+/// and `buf = next`.
+pub fn recv_reduce_copy_send(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    buf: &mut [u8],
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    let len = buf.len();
+    forward(
+        rx,
+        tx,
+        len,
+        reducer.element_size(),
+        deadline,
+        |off, out, incoming| {
+            let local = &mut buf[off..off + out.len()];
+            reducer
+                .reduce(out, local, incoming)
+                .map_err(Fault::Reduce)?;
+            local.copy_from_slice(out);
+            Ok(())
+        },
+    )
+}
+
+/// Receives `out.len()` bytes into `out` and forwards them: `next = out = incoming`.
+pub fn recv_copy_send(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    out: &mut [u8],
+    deadline: Deadline,
+) -> Result<()> {
+    let len = out.len();
+    forward(rx, tx, len, 1, deadline, |off, next, incoming| {
+        next.copy_from_slice(incoming);
+        out[off..off + next.len()].copy_from_slice(incoming);
+        Ok(())
+    })
+}
+
+/// Receives `len` bytes and, piece by piece, reserves the same number of bytes on
+/// `tx`, calls `f(offset, next_buf, incoming)` to fill them, and commits.
+fn forward(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    len: usize,
+    elem: usize,
+    deadline: Deadline,
+    mut f: impl FnMut(usize, &mut [u8], &[u8]) -> Result<(), Fault>,
+) -> Result<()> {
+    let mut off = 0;
+    let mut stage = Vec::new();
+    let out_max = stage_len(tx.max_message(), elem);
+    while off < len {
+        let base = off;
+        off += consume(rx, len - off, deadline, |msg, n| {
+            let mut done = 0;
+            match msg {
+                Message::Bytes(b) => {
+                    while done < n {
+                        let k = out_max.min(n - done);
+                        let next = tx.reserve(k, deadline)?;
+                        f(base + done, next, &b[done..done + k])?;
+                        tx.commit()?;
+                        done += k;
+                    }
+                }
+                Message::Remote(r) => {
+                    let step = out_max.min(stage_len(STAGE, elem));
+                    stage.resize(step.min(n), 0);
+                    while done < n {
+                        let k = step.min(n - done);
+                        r.read(done, &mut stage[..k])?;
+                        let next = tx.reserve(k, deadline)?;
+                        f(base + done, next, &stage[..k])?;
+                        tx.commit()?;
+                        done += k;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn effective_chunk(chunk: usize, max_message: usize) -> usize {
+    chunk.clamp(1, max_message.max(1))
+}
+
+/// The largest multiple of `elem` that is at most `limit` (at least one element).
+fn stage_len(limit: usize, elem: usize) -> usize {
+    let elem = elem.max(1);
+    (limit / elem).max(1) * elem
+}

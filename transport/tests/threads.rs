@@ -1,0 +1,290 @@
+//! Links between threads of this process: the in-process FIFO links and TCP over
+//! loopback, every primitive, random payloads checked byte for byte. (Cross-process
+//! tests with real stores live in the workspace's `tests/`.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tutti_transport::shm::{InprocHub, ShmConfig};
+use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
+use tutti_transport::{ByteReducer, Deadline, Link, Rendezvous, TransportError, ops};
+
+/// A rendezvous between threads of this test (the transport crate cannot depend on
+/// tutti's stores; the workspace tests use those).
+#[derive(Default)]
+struct Board {
+    map: Mutex<HashMap<String, Vec<u8>>>,
+    cv: Condvar,
+}
+
+impl Rendezvous for Board {
+    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.map.lock().unwrap().insert(key.into(), value.into());
+        self.cv.notify_all();
+        Ok(())
+    }
+    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
+        let mut m = self.map.lock().unwrap();
+        loop {
+            if let Some(v) = m.get(key) {
+                return Ok(v.clone());
+            }
+            if deadline.expired() {
+                return Err(format!("timeout waiting for {key}"));
+            }
+            m = self
+                .cv
+                .wait_timeout(m, Duration::from_millis(10))
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+/// Wrapping u32 addition.
+struct AddU32;
+impl ByteReducer for AddU32 {
+    fn element_size(&self) -> usize {
+        4
+    }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String> {
+        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+            let v = u32::from_ne_bytes(d.try_into().unwrap())
+                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+        Ok(())
+    }
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
+        dst.copy_from_slice(a);
+        self.reduce_inplace(dst, b)
+    }
+}
+
+fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let mut d = a.to_vec();
+    AddU32.reduce_inplace(&mut d, b).unwrap();
+    d
+}
+
+fn random(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| r.random()).collect()
+}
+
+fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(30))
+}
+
+/// Sizes: empty, one byte, odd, exactly one slot, one slot +- 4, many slots.
+fn sizes(slot: usize) -> Vec<usize> {
+    vec![
+        0,
+        4,
+        12,
+        4 * 1001,
+        slot - 4,
+        slot,
+        slot + 4,
+        7 * slot + 12,
+        3 << 20,
+    ]
+}
+
+/// Runs `f(rank, link_to_other)` on two threads connected by `make`.
+fn pair<F>(make: impl Fn(usize) -> Link + Send + Sync + 'static, f: F)
+where
+    F: Fn(usize, &mut Link) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let f = Arc::new(f);
+    let hs: Vec<_> = (0..2)
+        .map(|r| {
+            let (make, f) = (make.clone(), f.clone());
+            std::thread::spawn(move || {
+                let mut l = make(r);
+                f(r, &mut l);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+fn exercise(rank: usize, l: &mut Link, slot: usize) {
+    for (i, n) in sizes(slot).into_iter().enumerate() {
+        let mine = random(n, (rank * 100 + i) as u64);
+        let theirs = random(n, ((1 - rank) * 100 + i) as u64);
+        // send / recv, rank 0 first.
+        if rank == 0 {
+            ops::send(&mut *l.tx, &mine, slot, deadline()).unwrap();
+        } else {
+            let mut got = vec![0u8; n];
+            ops::recv(&mut *l.rx, &mut got, deadline()).unwrap();
+            assert_eq!(got, theirs, "recv of {n} bytes");
+        }
+        // Both send then both recv-reduce (bounded buffering must not deadlock
+        // for messages up to the FIFO depth; larger ones interleave chunk by chunk).
+        let mut acc = mine.clone();
+        let chunk = slot.min(64 << 10);
+        for (k, piece) in mine.chunks(chunk).enumerate() {
+            ops::send(&mut *l.tx, piece, chunk, deadline()).unwrap();
+            let off = k * chunk;
+            ops::recv_reduce(
+                &mut *l.rx,
+                &mut acc[off..off + piece.len()],
+                &AddU32,
+                deadline(),
+            )
+            .unwrap();
+        }
+        assert_eq!(acc, add(&mine, &theirs), "recv_reduce of {n} bytes");
+    }
+}
+
+#[test]
+fn inproc_links_move_and_reduce_every_size() {
+    let cfg = ShmConfig::from_env(2);
+    let slot = cfg.fifo.slot_size as usize;
+    let hub = InprocHub::new(cfg);
+    pair(
+        move |r| hub.connect(r, 1 - r, &format!("rank {}", 1 - r)).unwrap(),
+        move |r, l| exercise(r, l, slot),
+    );
+}
+
+fn tcp_make(
+    board: Arc<Board>,
+    prefix: &'static str,
+    checksum: bool,
+) -> impl Fn(usize) -> Link + Send + Sync {
+    move |r| {
+        let mut cfg = TcpConfig::from_env(2);
+        cfg.checksum = checksum;
+        cfg.sockets = 3;
+        let mut ep = TcpEndpoint::bind_addr(cfg, r, prefix, [127, 0, 0, 1].into()).unwrap();
+        ep.publish(&*board).unwrap();
+        ep.connect(&*board, 1 - r, &format!("rank {}", 1 - r), deadline())
+            .unwrap()
+    }
+}
+
+#[test]
+fn tcp_links_move_and_reduce_every_size() {
+    let board = Arc::new(Board::default());
+    let slot = TcpConfig::from_env(2).max_message;
+    pair(tcp_make(board, "t1", true), move |r, l| {
+        exercise(r, l, slot)
+    });
+}
+
+#[test]
+fn fused_ring_steps_over_three_threads() {
+    // A ring 0 -> 1 -> 2 -> 0: recv_reduce_send, recv_reduce_copy_send, recv_copy_send.
+    let hub = InprocHub::new(ShmConfig::from_env(3));
+    let n = 300_004;
+    let inputs: Vec<Vec<u8>> = (0..3).map(|r| random(n, 7 + r)).collect();
+    let inputs = Arc::new(inputs);
+    let hs: Vec<_> = (0..3usize)
+        .map(|r| {
+            let (hub, inputs) = (hub.clone(), inputs.clone());
+            std::thread::spawn(move || {
+                let next = (r + 1) % 3;
+                let prev = (r + 2) % 3;
+                // Connect in rank order to both neighbours.
+                let mut links: HashMap<usize, Link> = HashMap::new();
+                for p in [next, prev]
+                    .into_iter()
+                    .collect::<std::collections::BTreeSet<_>>()
+                {
+                    links.insert(p, hub.connect(r, p, &format!("rank {p}")).unwrap());
+                }
+                let mut tx = links.remove(&next).unwrap();
+                let mut rx = links.remove(&prev).unwrap_or_else(|| unreachable!());
+                let mine = &inputs[r];
+                match r {
+                    0 => {
+                        ops::send(&mut *tx.tx, mine, 64 << 10, deadline()).unwrap();
+                        // Final sum comes back around: recv it.
+                        let mut out = vec![0u8; n];
+                        ops::recv(&mut *rx.rx, &mut out, deadline()).unwrap();
+                        out
+                    }
+                    1 => {
+                        ops::recv_reduce_send(&mut *rx.rx, &mut *tx.tx, mine, &AddU32, deadline())
+                            .unwrap();
+                        Vec::new()
+                    }
+                    _ => {
+                        let mut buf = mine.clone();
+                        ops::recv_reduce_copy_send(
+                            &mut *rx.rx,
+                            &mut *tx.tx,
+                            &mut buf,
+                            &AddU32,
+                            deadline(),
+                        )
+                        .unwrap();
+                        buf
+                    }
+                }
+            })
+        })
+        .collect();
+    let outs: Vec<Vec<u8>> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    let want = add(&add(&inputs[0], &inputs[1]), &inputs[2]);
+    assert_eq!(outs[0], want);
+    assert_eq!(outs[2], want);
+}
+
+#[test]
+fn tcp_corruption_is_detected_and_names_the_peer() {
+    let board = Arc::new(Board::default());
+    let make = tcp_make(board, "t2", true);
+    pair(make, |r, l| {
+        if r == 0 {
+            use tutti_transport::faulty::{FaultPlan, FaultySend};
+            let inner = std::mem::replace(&mut l.tx, Box::new(NullSend));
+            let mut f = FaultySend::new(inner, FaultPlan::parse("corrupt:data:2").unwrap());
+            ops::send(&mut f, &random(3 * 4096, 1), 4096, deadline()).unwrap();
+            // Keep the link open until the peer has seen the corruption.
+            let mut ack = [0u8; 1];
+            let _ = ops::recv(
+                &mut *l.rx,
+                &mut ack,
+                Deadline::after(Duration::from_secs(5)),
+            );
+        } else {
+            let mut got = vec![0u8; 3 * 4096];
+            let t = std::time::Instant::now();
+            let err = ops::recv(&mut *l.rx, &mut got, deadline()).unwrap_err();
+            assert!(t.elapsed() < Duration::from_secs(2));
+            assert!(matches!(err, TransportError::Corrupt { .. }), "{err}");
+            assert!(
+                err.to_string().contains("rank 0") && err.to_string().contains("checksum"),
+                "{err}"
+            );
+            ops::send(&mut *l.tx, &[1], 1, deadline()).unwrap();
+        }
+    });
+}
+
+/// A placeholder half used while the real one is moved into a wrapper.
+struct NullSend;
+impl tutti_transport::SendHalf for NullSend {
+    fn peer(&self) -> &str {
+        "none"
+    }
+    fn max_message(&self) -> usize {
+        0
+    }
+    fn reserve(&mut self, _: usize, _: Deadline) -> tutti_transport::Result<&mut [u8]> {
+        Err(TransportError::InvalidArgument("null link".into()))
+    }
+    fn commit(&mut self) -> tutti_transport::Result<()> {
+        Ok(())
+    }
+}
