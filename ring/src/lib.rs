@@ -1,49 +1,91 @@
 //! # tutti-ring
 //!
-//! Ring schedules for the collectives (all_reduce as reduce-scatter + all-gather,
-//! all_gather, reduce_scatter, pipelined broadcast and reduce chains, all_to_all,
-//! gather, scatter), written against `tutti-transport`'s primitives. This crate
-//! knows no dtypes and no devices: reductions go through a
-//! [`ByteReducer`](tutti_transport::ByteReducer).
+//! Ring schedules for the collectives, written against `tutti-transport`'s link
+//! halves and fused primitives. This crate knows no dtypes and no devices: buffers
+//! are bytes, reductions go through a [`ByteReducer`], and every length is a whole
+//! number of `elem`-byte elements.
 //!
-//! Shared helpers live here from the start: how a buffer is split into the ring's
-//! per-rank segments.
+//! Every schedule is pipelined: the buffer is cut into per-rank segments and each
+//! segment into chunks of at most [`Ring::chunk`] bytes, and the steps run chunk by
+//! chunk, so that no link ever holds more than a chunk or two in flight. That keeps
+//! bounded link buffers deadlock-free and overlaps the steps of neighbouring ranks.
+//! The result does not depend on timing: every rank reduces in a fixed order.
 
-pub use tutti_transport::ByteReducer;
+mod all_gather;
+mod all_reduce;
+mod all_to_all;
+mod chain;
+mod gather;
+mod reduce_scatter;
+mod segments;
 
-/// The byte range of segment `index` when `len` bytes of `elem_size`-byte elements
-/// are split into `parts` contiguous segments on element boundaries, the first
-/// `count % parts` segments one element longer (the split every ring step uses).
-pub fn segment(len: usize, elem_size: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
-    assert!(
-        parts > 0 && index < parts && elem_size > 0,
-        "segment: bad arguments"
-    );
-    let count = len / elem_size;
-    let base = count / parts;
-    let extra = count % parts;
-    let start = index * base + index.min(extra);
-    let n = base + usize::from(index < extra);
-    start * elem_size..(start + n) * elem_size
+pub use all_gather::all_gather;
+pub use all_reduce::all_reduce;
+pub use all_to_all::all_to_all;
+pub use chain::{broadcast, reduce};
+pub use gather::{gather, scatter};
+pub use reduce_scatter::reduce_scatter;
+pub use segments::{chunk_range, chunks_in, segment};
+pub use tutti_transport::{ByteReducer, Deadline, RecvHalf, Result, SendHalf, TransportError};
+
+/// The links of one rank, to any peer: the send half to one rank and the receive
+/// half from another (possibly the same) at once.
+pub trait Links {
+    /// The send half towards `to` and the receive half from `from`.
+    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::segment;
+/// One rank's view of a collective: who it is, its links, and the pipeline's chunk.
+pub struct Ring<'a> {
+    /// This rank (0-based, in the ring order).
+    pub rank: usize,
+    /// Number of ranks.
+    pub size: usize,
+    /// Links to the other ranks.
+    pub links: &'a mut dyn Links,
+    /// Pipeline chunk in bytes: a multiple of every element size used (16 bytes
+    /// covers them all) and at most the links' `max_message`.
+    pub chunk: usize,
+    /// When every blocking wait gives up.
+    pub deadline: Deadline,
+}
 
-    #[test]
-    fn segments_tile_the_buffer() {
-        for len_elems in [0usize, 1, 2, 7, 64, 1001] {
-            for parts in 1..9 {
-                let mut next = 0;
-                for i in 0..parts {
-                    let r = segment(len_elems * 4, 4, parts, i);
-                    assert_eq!(r.start, next);
-                    assert!(r.len() / 4 <= len_elems.div_ceil(parts));
-                    next = r.end;
-                }
-                assert_eq!(next, len_elems * 4);
-            }
-        }
+impl Ring<'_> {
+    /// The next rank in the ring.
+    pub fn next(&self) -> usize {
+        (self.rank + 1) % self.size
     }
+
+    /// The previous rank in the ring.
+    pub fn prev(&self) -> usize {
+        (self.rank + self.size - 1) % self.size
+    }
+
+    /// `(rank + k) mod size` for any integer `k`.
+    pub fn offset(&self, k: isize) -> usize {
+        let n = self.size as isize;
+        ((self.rank as isize + k) % n + n) as usize % self.size
+    }
+}
+
+/// Checks the arguments every schedule shares.
+pub(crate) fn check(ring: &Ring<'_>, what: &str, len: usize, elem: usize) -> Result<()> {
+    if ring.size == 0 || ring.rank >= ring.size {
+        return Err(TransportError::InvalidArgument(format!(
+            "{what}: rank {} is outside a ring of {}",
+            ring.rank, ring.size
+        )));
+    }
+    if elem == 0 || len % elem != 0 {
+        return Err(TransportError::InvalidArgument(format!(
+            "{what}: {len} bytes is not a whole number of {elem}-byte elements"
+        )));
+    }
+    if ring.chunk < elem || ring.chunk % elem != 0 {
+        return Err(TransportError::InvalidArgument(format!(
+            "{what}: chunk of {} bytes is not a positive multiple of the {elem}-byte element",
+            ring.chunk
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,65 @@
+//! Ring all_reduce: reduce-scatter then all-gather, chunk by chunk.
+
+use tutti_transport::ops;
+
+use crate::segments::{chunk_range, chunks_in, segment};
+use crate::{ByteReducer, Result, Ring, check};
+
+/// Reduces `buf` across all ranks, in place: afterwards every rank holds the same
+/// bytes, the element-wise reduction of every rank's input.
+///
+/// The buffer is split into one segment per rank. Reduce-scatter: in `size - 1`
+/// steps each segment travels once around the ring, reduced at every hop
+/// (recv-reduce-send), until rank `r` holds segment `r + 1` fully reduced. All-gather:
+/// the reduced segments travel around once more (recv-copy-send). Bus bandwidth
+/// factor `2 (n - 1) / n`.
+pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
+    let elem = reducer.element_size();
+    check(ring, "all_reduce", buf.len(), elem)?;
+    let n = ring.size;
+    if n == 1 || buf.is_empty() {
+        return Ok(());
+    }
+    let len = buf.len();
+    let seg = |i: usize| segment(len, elem, n, i);
+    let chunk = ring.chunk;
+    let rounds = (0..n)
+        .map(|i| chunks_in(seg(i).len(), chunk))
+        .max()
+        .unwrap_or(0);
+    let (next, prev, dl) = (ring.next(), ring.prev(), ring.deadline);
+    let at = |k: isize| ring.offset(k);
+    let mine = at(0);
+    let final_rs = at(1);
+    let last_ag = at(2 - n as isize);
+    let middle: Vec<usize> = (1..n - 1).map(|k| at(-(k as isize))).collect();
+    let gather: Vec<usize> = (1..n - 1).map(|k| at(1 - k as isize)).collect();
+    for c in 0..rounds {
+        let (tx, rx) = ring.links.pair(next, prev)?;
+        let s = chunk_range(&seg(mine), chunk, c);
+        if !s.is_empty() {
+            ops::send(tx, &buf[s], chunk, dl)?;
+        }
+        for &i in &middle {
+            let s = chunk_range(&seg(i), chunk, c);
+            if !s.is_empty() {
+                ops::recv_reduce_send(rx, tx, &buf[s], reducer, dl)?;
+            }
+        }
+        let s = chunk_range(&seg(final_rs), chunk, c);
+        if !s.is_empty() {
+            ops::recv_reduce_copy_send(rx, tx, &mut buf[s], reducer, dl)?;
+        }
+        for &i in &gather {
+            let s = chunk_range(&seg(i), chunk, c);
+            if !s.is_empty() {
+                ops::recv_copy_send(rx, tx, &mut buf[s], dl)?;
+            }
+        }
+        let s = chunk_range(&seg(last_ag), chunk, c);
+        if !s.is_empty() {
+            ops::recv(rx, &mut buf[s], dl)?;
+        }
+    }
+    Ok(())
+}

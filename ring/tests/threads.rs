@@ -1,0 +1,245 @@
+//! Every ring schedule on 1..=5 threads over in-process links, random data, every
+//! byte checked against a reference computed from all ranks' inputs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tutti_ring::{Links, Ring};
+use tutti_transport::shm::{InprocHub, ShmConfig};
+use tutti_transport::{ByteReducer, Deadline, Link, RecvHalf, Result, SendHalf, TransportError};
+
+struct Mesh(Vec<Option<Link>>);
+
+impl Links for Mesh {
+    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
+        let missing = |p: usize| TransportError::InvalidArgument(format!("no link to {p}"));
+        if to == from {
+            let l = self
+                .0
+                .get_mut(to)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| missing(to))?;
+            return Ok((&mut *l.tx, &mut *l.rx));
+        }
+        let [a, b] = self
+            .0
+            .get_disjoint_mut([to, from])
+            .map_err(|_| missing(to))?;
+        let a = a.as_mut().ok_or_else(|| missing(to))?;
+        let b = b.as_mut().ok_or_else(|| missing(from))?;
+        Ok((&mut *a.tx, &mut *b.rx))
+    }
+}
+
+/// Wrapping u32 addition (the reducer the tutti crate would pass for u32 Sum).
+struct AddU32;
+impl ByteReducer for AddU32 {
+    fn element_size(&self) -> usize {
+        4
+    }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), String> {
+        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+            let v = u32::from_ne_bytes(d.try_into().unwrap())
+                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+        Ok(())
+    }
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), String> {
+        dst.copy_from_slice(a);
+        self.reduce_inplace(dst, b)
+    }
+}
+
+fn sum(inputs: &[Vec<u8>]) -> Vec<u8> {
+    let mut acc = inputs[0].clone();
+    for x in &inputs[1..] {
+        AddU32.reduce_inplace(&mut acc, x).unwrap();
+    }
+    acc
+}
+
+fn random(n: usize, seed: u64) -> Vec<u8> {
+    let mut r = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| r.random()).collect()
+}
+
+/// Runs `f(ring)` on `n` threads, returning each rank's result.
+fn run<T: Send + 'static>(
+    n: usize,
+    chunk: usize,
+    f: impl Fn(&mut Ring<'_>) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let mut cfg = ShmConfig::from_env(n);
+    cfg.fifo.slots = 2;
+    cfg.fifo.slot_size = 4096;
+    let hub = InprocHub::new(cfg);
+    let f = Arc::new(f);
+    let hs: Vec<_> = (0..n)
+        .map(|r| {
+            let (hub, f) = (hub.clone(), f.clone());
+            std::thread::spawn(move || {
+                let links = (0..n)
+                    .map(|p| (p != r).then(|| hub.connect(r, p, &format!("rank {p}")).unwrap()))
+                    .collect();
+                let mut mesh = Mesh(links);
+                let mut ring = Ring {
+                    rank: r,
+                    size: n,
+                    links: &mut mesh,
+                    chunk,
+                    deadline: Deadline::after(Duration::from_secs(60)),
+                };
+                f(&mut ring)
+            })
+        })
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+/// Element counts: empty, single, fewer than ranks, chunk boundaries +-1, many chunks.
+fn counts(n: usize) -> Vec<usize> {
+    vec![
+        0,
+        1,
+        n - 1,
+        n + 1,
+        1023,
+        1024 * n,
+        1024 * n + 1,
+        9 * 1024 + 3,
+    ]
+}
+
+#[test]
+fn all_reduce_reduce_scatter_all_gather() {
+    for n in 1..=5 {
+        for count in counts(n) {
+            let len = count * 4;
+            let inputs: Arc<Vec<Vec<u8>>> =
+                Arc::new((0..n).map(|r| random(len, (n * 1000 + r) as u64)).collect());
+            let want = sum(&inputs);
+            let ins = inputs.clone();
+            let outs = run(n, 4096, move |ring| {
+                let mut b = ins[ring.rank].clone();
+                tutti_ring::all_reduce(ring, &mut b, &AddU32).unwrap();
+                b
+            });
+            for (r, o) in outs.iter().enumerate() {
+                assert_eq!(o, &want, "all_reduce n={n} count={count} rank={r}");
+            }
+            let ins = inputs.clone();
+            let outs = run(n, 4096, move |ring| {
+                let seg = tutti_ring::segment(ins[0].len(), 4, ring.size, ring.rank);
+                let mut out = vec![0u8; seg.len()];
+                tutti_ring::reduce_scatter(ring, &ins[ring.rank], &mut out, &AddU32).unwrap();
+                out
+            });
+            for (r, o) in outs.iter().enumerate() {
+                assert_eq!(
+                    o[..],
+                    want[tutti_ring::segment(len, 4, n, r)],
+                    "reduce_scatter n={n} count={count} rank={r}"
+                );
+            }
+            let ins = inputs.clone();
+            let outs = run(n, 4096, move |ring| {
+                let mut out = vec![0u8; ins[0].len() * ring.size];
+                tutti_ring::all_gather(ring, &ins[ring.rank], &mut out).unwrap();
+                out
+            });
+            let cat: Vec<u8> = inputs.concat();
+            for (r, o) in outs.iter().enumerate() {
+                assert_eq!(o, &cat, "all_gather n={n} count={count} rank={r}");
+            }
+        }
+    }
+}
+
+#[test]
+fn broadcast_reduce_all_to_all_gather_scatter() {
+    for n in 1..=5 {
+        for count in [0, 1, 1024 * n + 1, 5000] {
+            let len = count * 4;
+            let inputs: Arc<Vec<Vec<u8>>> = Arc::new(
+                (0..n)
+                    .map(|r| random(len * n, (n * 77 + r) as u64))
+                    .collect(),
+            );
+            for root in 0..n {
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let mut b = if ring.rank == root {
+                        ins[root][..len].to_vec()
+                    } else {
+                        vec![0u8; len]
+                    };
+                    tutti_ring::broadcast(ring, &mut b, root).unwrap();
+                    b
+                });
+                for o in &outs {
+                    assert_eq!(o[..], inputs[root][..len], "broadcast n={n} root={root}");
+                }
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let mut out = if ring.rank == root {
+                        vec![0u8; len]
+                    } else {
+                        Vec::new()
+                    };
+                    tutti_ring::reduce(ring, &ins[ring.rank][..len], &mut out, root, &AddU32)
+                        .unwrap();
+                    out
+                });
+                let part: Vec<Vec<u8>> = inputs.iter().map(|x| x[..len].to_vec()).collect();
+                assert_eq!(outs[root], sum(&part), "reduce n={n} root={root}");
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let mut out = if ring.rank == root {
+                        vec![0u8; len * ring.size]
+                    } else {
+                        Vec::new()
+                    };
+                    tutti_ring::gather(ring, &ins[ring.rank][..len], &mut out, root).unwrap();
+                    out
+                });
+                assert_eq!(outs[root], part.concat(), "gather n={n} root={root}");
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let mut out = vec![0u8; len];
+                    tutti_ring::scatter(
+                        ring,
+                        if ring.rank == root { &ins[root] } else { &[] },
+                        &mut out,
+                        root,
+                    )
+                    .unwrap();
+                    out
+                });
+                for (r, o) in outs.iter().enumerate() {
+                    assert_eq!(
+                        o[..],
+                        inputs[root][r * len..(r + 1) * len],
+                        "scatter n={n} root={root} rank={r}"
+                    );
+                }
+            }
+            let ins = inputs.clone();
+            let outs = run(n, 4096, move |ring| {
+                let mut out = vec![0u8; len * ring.size];
+                tutti_ring::all_to_all(ring, &ins[ring.rank], &mut out).unwrap();
+                out
+            });
+            for (r, o) in outs.iter().enumerate() {
+                for i in 0..n {
+                    assert_eq!(
+                        o[i * len..(i + 1) * len],
+                        inputs[i][r * len..(r + 1) * len],
+                        "all_to_all n={n} rank={r} block={i}"
+                    );
+                }
+            }
+        }
+    }
+}
