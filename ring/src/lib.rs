@@ -26,14 +26,9 @@ pub use chain::{broadcast, reduce};
 pub use gather::{gather, scatter};
 pub use reduce_scatter::reduce_scatter;
 pub use segments::{chunk_range, chunks_in, segment};
-pub use tutti_transport::{ByteReducer, Deadline, RecvHalf, Result, SendHalf, TransportError};
-
-/// The links of one rank, to any peer: the send half to one rank and the receive
-/// half from another (possibly the same) at once.
-pub trait Links {
-    /// The send half towards `to` and the receive half from `from`.
-    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)>;
-}
+pub use tutti_transport::{
+    ByteReducer, Deadline, Links, RecvHalf, Result, SendHalf, TransportError,
+};
 
 /// One rank's view of a collective: who it is, its links, and the pipeline's chunk.
 pub struct Ring<'a> {

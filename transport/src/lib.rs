@@ -30,7 +30,7 @@ mod wait;
 
 pub use deadline::Deadline;
 pub use error::{Result, TransportError};
-pub use link::{Injected, Link, Message, RecvHalf, RemoteRead, SendHalf};
+pub use link::{Injected, Link, Links, Message, RecvHalf, RemoteRead, SendHalf};
 pub use reducer::ByteReducer;
 pub use rendezvous::Rendezvous;
 pub use wait::{AbortHandle, WaitPolicy};

@@ -141,3 +141,10 @@ impl Link {
         self.tx.peer()
     }
 }
+
+/// The links of one rank to any peer, as the collective schedules use them: the send
+/// half to one rank and the receive half from another (possibly the same) at once.
+pub trait Links {
+    /// The send half towards `to` and the receive half from `from`.
+    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)>;
+}
