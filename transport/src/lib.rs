@@ -10,6 +10,8 @@
 //!   `/dev/shm`, futex waits, single-copy `process_vm_readv` for large messages),
 //!   and the in-process variant for ranks that are threads;
 //! - [`tcp`]: framed, checksummed messages over several sockets per peer;
+//! - `rdma` (the `rdma` feature): RC queue pairs, RDMA writes with immediate into
+//!   the peer's registered receive ring, credits written back;
 //! - [`faulty`]: a wrapper that drops, delays, corrupts or cuts messages, for tests.
 //!
 //! This crate knows nothing about dtypes or devices: reductions go through the
@@ -22,6 +24,8 @@ mod error;
 pub mod faulty;
 mod link;
 pub mod ops;
+#[cfg(feature = "rdma")]
+pub mod rdma;
 mod reducer;
 mod rendezvous;
 pub mod shm;
