@@ -11,9 +11,10 @@
 //! messages read from the sender's memory), `any`. Rules come from code
 //! ([`FaultPlan::parse`]) or from `TUTTI_FAULTS` (comma-separated).
 //!
-//! A dropped data message consumes its sequence number on TCP, so the receiver sees
-//! a gap and fails at once; on shared memory it is not published, so the receiver
-//! waits for bytes that never come and fails at its deadline.
+//! A dropped data message consumes its TCP sequence number: with one socket per peer
+//! the receiver sees the gap and fails at once; striped over several sockets, the
+//! socket that should carry it never delivers and the receiver fails at its
+//! deadline, as it does on shared memory, where the message is never published.
 
 use std::time::Duration;
 

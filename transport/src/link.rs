@@ -135,6 +135,14 @@ pub struct Link {
     pub rx: Box<dyn RecvHalf>,
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.peer())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Link {
     /// The peer's description.
     pub fn peer(&self) -> &str {

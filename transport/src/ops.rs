@@ -76,17 +76,14 @@ fn consume(
     deadline: Deadline,
     f: impl FnOnce(Message<'_>, usize) -> Result<(), Fault>,
 ) -> Result<usize> {
-    let outcome = match rx.next(deadline)? {
-        msg => {
-            let got = msg.len();
-            if got > room {
-                Err(Fault::TooLong { got, room })
-            } else if got == 0 {
-                Err(Fault::Empty)
-            } else {
-                f(msg, got).map(|()| got)
-            }
-        }
+    let msg = rx.next(deadline)?;
+    let got = msg.len();
+    let outcome = if got > room {
+        Err(Fault::TooLong { got, room })
+    } else if got == 0 {
+        Err(Fault::Empty)
+    } else {
+        f(msg, got).map(|()| got)
     };
     match outcome {
         Ok(n) => {

@@ -71,6 +71,8 @@ pub(crate) struct Producer {
     pub(crate) single_copy_from: Option<usize>,
     /// Fault injection: corrupt the next committed message.
     pub(crate) corrupt_next: bool,
+    /// Fault injection: the link was cut; nothing more is published.
+    pub(crate) cut: bool,
 }
 
 impl Producer {
@@ -157,6 +159,9 @@ impl SendHalf for Producer {
                 self.peer
             )));
         };
+        if self.cut {
+            return Err(closed(&self.peer, "send (the link was cut)"));
+        }
         let meta = self.fifo.meta(self.tail);
         meta.len.store(len as u64, Ordering::Relaxed);
         meta.kind.store(KIND_INLINE, Ordering::Relaxed);
@@ -209,6 +214,7 @@ impl SendHalf for Producer {
             Injected::CorruptNext => self.corrupt_next = true,
             Injected::DropNext => return false,
             Injected::Cut => {
+                self.cut = true;
                 self.fifo
                     .header()
                     .producer_closed

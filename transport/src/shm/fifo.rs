@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::region::Region;
 use crate::wait::WakeWords;
 
-const MAGIC: u64 = 0x3166_6974_7475_74; // "tuttif1" little-endian
+const MAGIC: u64 = 0x0031_6669_7474_7574; // "tuttif1" little-endian
 const HEADER_BYTES: usize = 512;
 const META_BYTES: usize = 64;
 const PAGE: usize = 4096;
@@ -102,7 +102,10 @@ impl FifoConfig {
         if self.slots == 0 || self.slots > 1024 {
             return Err(format!("slots must be in 1..=1024, got {}", self.slots));
         }
-        if self.slot_size == 0 || self.slot_size as usize % PAGE != 0 || self.slot_size > 1 << 30 {
+        if self.slot_size == 0
+            || !(self.slot_size as usize).is_multiple_of(PAGE)
+            || self.slot_size > 1 << 30
+        {
             return Err(format!(
                 "slot size must be a positive multiple of 4096 up to 1 GiB, got {}",
                 self.slot_size

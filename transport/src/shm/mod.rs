@@ -182,6 +182,7 @@ pub fn connect(
         reserved: None,
         single_copy_from: cfg.single_copy_from,
         corrupt_next: false,
+        cut: false,
     };
     let rx = Consumer {
         fifo: incoming,
@@ -261,6 +262,7 @@ impl InprocHub {
             reserved: None,
             single_copy_from: None,
             corrupt_next: false,
+            cut: false,
         };
         let rx = Consumer {
             fifo: incoming,
@@ -346,6 +348,7 @@ pub(crate) fn local_queue(
         reserved: None,
         single_copy_from: None,
         corrupt_next: false,
+        cut: false,
     };
     let consumer = Consumer {
         fifo: rx_fifo,

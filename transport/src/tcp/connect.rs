@@ -259,14 +259,11 @@ fn connect_retry(addr: SocketAddr, peer_name: &str, deadline: Deadline) -> Resul
             Ok(s) => return Ok(s),
             Err(e) => {
                 if deadline.expired() {
+                    tracing::debug!(%addr, error = %e, "last connect attempt failed");
                     return Err(TransportError::Timeout {
                         peer: peer_name.to_string(),
                         op: "TCP connect",
                         waited: deadline.waited(),
-                    })
-                    .map_err(|t| {
-                        tracing::debug!(%addr, error = %e, "last connect attempt failed");
-                        t
                     });
                 }
                 tracing::trace!(%addr, error = %e, "connect failed, retrying");
