@@ -59,7 +59,9 @@ pub enum Error {
     UnknownDataType(String),
 
     /// A name that does not denote a known reduction operation.
-    #[error("unknown reduce op {0:?} (expected one of: sum, prod, min, max, avg, premulsum:<scalar>, band, bor, bxor)")]
+    #[error(
+        "unknown reduce op {0:?} (expected one of: sum, prod, min, max, avg, premulsum:<scalar>, band, bor, bxor)"
+    )]
     UnknownReduceOp(String),
 
     /// No usable CUDA driver or device: GPU work cannot run here.
@@ -82,6 +84,141 @@ pub enum Error {
         context: String,
         /// The compiler log or loader message.
         log: String,
+    },
+
+    /// A store operation that waits for keys (get, wait, multi_get) ran past its
+    /// timeout. Names every key waited for, those still missing, and the time waited.
+    #[error(
+        "store timeout after {waited:?} waiting for keys {keys:?} (still missing: {missing:?})"
+    )]
+    StoreTimeout {
+        /// The keys the call waited for.
+        keys: Vec<String>,
+        /// The keys that did not exist when the timeout expired.
+        missing: Vec<String>,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
+
+    /// A store barrier ran past its timeout. On rank 0 `missing_ranks` lists the ranks
+    /// that never reached the barrier (at most 16 probed misses); the other ranks
+    /// carry `None` and point at rank 0's error for the list.
+    #[error(
+        "Timed out waiting on barrier on rank {rank}, for key prefix: {prefix} (world_size={world_size}, missing_ranks={missing}, timeout={timeout:?})",
+        missing = crate::store::format_missing_ranks(.missing_ranks.as_deref())
+    )]
+    BarrierTimeout {
+        /// The rank that raised the error.
+        rank: usize,
+        /// The barrier's key prefix.
+        prefix: String,
+        /// The number of ranks the barrier waited for.
+        world_size: usize,
+        /// The ranks that never checked in (rank 0 only).
+        missing_ranks: Option<Vec<usize>>,
+        /// The barrier's timeout.
+        timeout: std::time::Duration,
+    },
+
+    /// The store server refused this client's job token (or handshake).
+    #[error(
+        "store server {addr} refused the connection: {message} (check TUTTI_JOB_TOKEN or the token passed to the store)"
+    )]
+    StoreAuth {
+        /// The server's address.
+        addr: String,
+        /// The server's reason.
+        message: String,
+    },
+
+    /// A peer of the store sent bytes that do not follow the store's wire protocol.
+    #[error("store protocol error with {peer}: {message}")]
+    StoreProtocol {
+        /// The other end of the connection.
+        peer: String,
+        /// What was wrong with its bytes.
+        message: String,
+    },
+
+    /// An I/O error while talking to (or serving, or reading the file of) a store.
+    #[error("store I/O error: {context}: {source}")]
+    StoreIo {
+        /// What the store was doing.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The store refused a request (for example `add` on a value that is not a
+    /// decimal integer, or a key or value over the size limits).
+    #[error("store {op} on key {key:?} failed: {message}")]
+    StoreRequest {
+        /// The operation (set, add, ...).
+        op: &'static str,
+        /// The key it was applied to.
+        key: String,
+        /// Why it was refused.
+        message: String,
+    },
+
+    /// The store's backend (etcd) returned an error.
+    #[error("store backend error: {context}: {message}")]
+    StoreBackend {
+        /// What the store was doing.
+        context: String,
+        /// The backend's message.
+        message: String,
+    },
+
+    /// A collective or point-to-point operation failed: a peer died, stopped calling,
+    /// sent corrupt data, or the group was aborted. Names the op, its sequence number
+    /// in the group and (through the transport error) the peer.
+    #[error("{op} #{seq} on rank {rank} failed: {source}")]
+    Collective {
+        /// The operation (`all_reduce`, `send`, ...).
+        op: &'static str,
+        /// Its sequence number in the group (0 for the first op).
+        seq: u64,
+        /// The rank that reports the error.
+        rank: usize,
+        /// What the transport saw.
+        #[source]
+        source: tutti_transport::TransportError,
+    },
+
+    /// The group had an error (or was aborted) earlier and refuses new operations.
+    #[error(
+        "the process group is unusable after an earlier failure ({reason}); create a new group"
+    )]
+    GroupFailed {
+        /// The first failure.
+        reason: String,
+    },
+
+    /// Setting up the group's links failed.
+    #[error("process group setup failed on rank {rank}: {source}")]
+    Setup {
+        /// The rank that reports the error.
+        rank: usize,
+        /// What the transport saw.
+        #[source]
+        source: tutti_transport::TransportError,
+    },
+
+    /// With `TUTTI_CHECK=1`: the ranks did not all call the same operation.
+    #[error("rank {rank} called {theirs} where rank {reference} called {ours} (op #{seq})")]
+    Mismatch {
+        /// Sequence number of the op.
+        seq: u64,
+        /// The first rank whose call differs.
+        rank: usize,
+        /// The rank compared against.
+        reference: usize,
+        /// What the reference rank called.
+        ours: String,
+        /// What `rank` called.
+        theirs: String,
     },
 }
 

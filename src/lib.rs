@@ -11,6 +11,8 @@
 //! - [`cpu`]: the vectorized CPU reduction kernels;
 //! - [`gpu`]: the CUDA reduction kernels (compiled by `build.rs`, loaded through the
 //!   CUDA driver at run time when one is present).
+//! - [`store`]: the key-value stores ranks rendezvous through (TCP, file, memory,
+//!   prefix, etcd) and the barrier / synchronize utilities over them.
 
 mod convert;
 pub mod cpu;
@@ -19,10 +21,15 @@ mod element;
 mod error;
 mod float8;
 pub mod gpu;
+pub mod group;
 mod op;
+pub mod store;
 
 pub use dtype::DataType;
 pub use element::Element;
 pub use error::{Error, Result};
 pub use float8::{F8E4M3, F8E5M2};
+pub use group::{GroupOptions, ProcessGroup, Work, init};
 pub use op::{Finalize, ReduceOp, StepOp};
+/// The transport layer (links, primitives, shm/tcp/faulty), re-exported.
+pub use tutti_transport as transport;

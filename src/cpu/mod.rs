@@ -134,6 +134,20 @@ impl Reducer {
     }
 }
 
+/// The CPU kernels are the byte-level reducer the transports and algorithms are
+/// handed for host memory.
+impl tutti_transport::ByteReducer for Reducer {
+    fn element_size(&self) -> usize {
+        self.dtype.size()
+    }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), String> {
+        Reducer::reduce_inplace(self, dst, src).map_err(|e| e.to_string())
+    }
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), String> {
+        Reducer::reduce(self, dst, a, b).map_err(|e| e.to_string())
+    }
+}
+
 fn same_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
     if expected != actual {
         return Err(Error::LengthMismatch {

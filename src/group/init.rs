@@ -1,0 +1,311 @@
+//! Creating groups: from the environment (and the process-wide default group), from
+//! a store, or as threads of one process; the topology exchange that decides which
+//! peers share this host.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tutti_transport::shm::{InprocHub, ShmConfig};
+use tutti_transport::{AbortHandle, Deadline};
+
+use super::env::JobEnv;
+use super::links::{Wiring, connect_mesh};
+use super::options::GroupOptions;
+use super::work::Worker;
+use super::{Inner, ProcessGroup};
+use crate::store::{MemoryStore, Store, TcpStore};
+use crate::{Error, Result};
+
+/// State shared by the thread ranks of one in-process job: the FIFO hubs of its
+/// groups, by group name.
+pub(crate) struct ThreadJob {
+    hubs: Mutex<HashMap<String, Arc<InprocHub>>>,
+}
+
+impl ThreadJob {
+    fn hub(&self, name: &str, abort: &AbortHandle, size: usize) -> Arc<InprocHub> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|p| p.into_inner());
+        hubs.entry(name.to_string())
+            .or_insert_with(|| {
+                let mut cfg = ShmConfig::from_env(size);
+                cfg.abort = abort.clone();
+                InprocHub::new(cfg)
+            })
+            .clone()
+    }
+}
+
+/// This host as the transports see it: ranks with equal ids can share memory.
+pub(crate) fn host_id() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let link = |p: &str| {
+        std::fs::read_link(p)
+            .map(|s| s.display().to_string())
+            .unwrap_or_default()
+    };
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    format!(
+        "{host}/{}/{}",
+        read("/proc/sys/kernel/random/boot_id"),
+        link("/proc/self/ns/mnt")
+    )
+}
+
+/// Everything needed to build one member of a group.
+pub(crate) struct Spec {
+    pub store: Arc<dyn Store>,
+    pub name: String,
+    pub rank: usize,
+    pub global_ranks: Vec<usize>,
+    /// Host ids of the members, when already known (threads, sub-groups).
+    pub hosts: Option<Vec<String>>,
+    pub threads: Option<Arc<ThreadJob>>,
+    pub opts: GroupOptions,
+}
+
+/// Builds a group member: exchanges host ids if needed and connects the links.
+pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
+    let size = spec.global_ranks.len();
+    if spec.rank >= size {
+        return Err(Error::InvalidArgument(format!(
+            "rank {} is outside a group of {size}",
+            spec.rank
+        )));
+    }
+    let deadline = Deadline::after(spec.opts.connect_timeout);
+    let hosts = match spec.hosts {
+        Some(h) => h,
+        None => exchange_hosts(
+            &*spec.store,
+            &spec.name,
+            spec.rank,
+            size,
+            spec.opts.connect_timeout,
+        )?,
+    };
+    let me = hosts[spec.rank].clone();
+    let same_host: Vec<bool> = hosts.iter().map(|h| *h == me).collect();
+    let local_ranks = same_host.iter().filter(|&&s| s).count();
+    let abort = AbortHandle::new();
+    let wiring = match &spec.threads {
+        Some(job) => Wiring::Threads(job.hub(&spec.name, &abort, size)),
+        None => Wiring::Processes {
+            same_host,
+            local_ranks,
+        },
+    };
+    let links = connect_mesh(
+        &*spec.store,
+        &spec.name,
+        spec.rank,
+        size,
+        &wiring,
+        spec.opts.transport,
+        &abort,
+        deadline,
+    )
+    .map_err(|source| Error::Setup {
+        rank: spec.rank,
+        source,
+    })?;
+    tracing::debug!(group = %spec.name, rank = spec.rank, size, "process group connected");
+    let timeout = spec.opts.timeout;
+    Ok(ProcessGroup {
+        inner: Arc::new(Inner {
+            rank: spec.rank,
+            size,
+            global_ranks: spec.global_ranks,
+            hosts,
+            name: spec.name,
+            store: spec.store,
+            links: Mutex::new(links),
+            seq: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            abort,
+            opts: spec.opts,
+            worker: Worker::new(),
+            threads: spec.threads,
+            subgroups: AtomicU64::new(0),
+            local_ranks,
+        }),
+        timeout,
+    })
+}
+
+fn exchange_hosts(
+    store: &dyn Store,
+    name: &str,
+    rank: usize,
+    size: usize,
+    timeout: std::time::Duration,
+) -> Result<Vec<String>> {
+    let key = |r: usize| format!("{name}/host/{r}");
+    store.set(&key(rank), host_id().as_bytes())?;
+    let keys: Vec<String> = (0..size).map(key).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    store.wait(&refs, Some(timeout))?;
+    Ok(store
+        .multi_get(&refs)?
+        .into_iter()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .collect())
+}
+
+impl ProcessGroup {
+    /// A group of all `world_size` ranks that rendezvous through `store` (every rank
+    /// passes a store reaching the same keys). `name` distinguishes groups sharing
+    /// one store ("default" for the job's main group).
+    pub fn from_store(
+        store: Arc<dyn Store>,
+        rank: usize,
+        world_size: usize,
+        name: &str,
+        opts: GroupOptions,
+    ) -> Result<Self> {
+        if world_size == 0 {
+            return Err(Error::InvalidArgument(
+                "world_size must be at least 1".into(),
+            ));
+        }
+        build(Spec {
+            store,
+            name: format!("tutti/{name}"),
+            rank,
+            global_ranks: (0..world_size).collect(),
+            hosts: None,
+            threads: None,
+            opts,
+        })
+    }
+
+    /// `n` ranks as threads of this process: returns one group handle per rank, to
+    /// be moved into its thread. Links are in-process FIFOs (or TCP over loopback
+    /// with `opts.transport = Tcp`, which then needs every rank's thread running).
+    pub fn threads(n: usize, opts: GroupOptions) -> Result<Vec<ProcessGroup>> {
+        if n == 0 {
+            return Err(Error::InvalidArgument(
+                "a group needs at least 1 rank".into(),
+            ));
+        }
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let job = Arc::new(ThreadJob {
+            hubs: Mutex::new(HashMap::new()),
+        });
+        let host = host_id();
+        (0..n)
+            .map(|r| {
+                build(Spec {
+                    store: store.clone(),
+                    name: "tutti/threads".into(),
+                    rank: r,
+                    global_ranks: (0..n).collect(),
+                    hosts: Some(vec![host.clone(); n]),
+                    threads: Some(job.clone()),
+                    opts: opts.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs `f` on `n` threads, each with its rank's group, and returns their
+    /// results in rank order; a panicking rank is an error naming it.
+    pub fn run_threads<R: Send + 'static>(
+        n: usize,
+        opts: GroupOptions,
+        f: impl Fn(ProcessGroup) -> R + Send + Sync + 'static,
+    ) -> Result<Vec<R>> {
+        let groups = Self::threads(n, opts)?;
+        let f = Arc::new(f);
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| {
+                let f = f.clone();
+                let r = g.rank();
+                std::thread::Builder::new()
+                    .name(format!("tutti-rank-{r}"))
+                    .spawn(move || f(g))
+                    .map_err(|e| Error::InvalidArgument(format!("spawning rank {r}'s thread: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(r, h)| {
+                h.join().map_err(|p| {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    Error::InvalidArgument(format!("rank {r}'s thread panicked: {msg}"))
+                })
+            })
+            .collect()
+    }
+
+    /// The job's group, from the environment (see [`JobEnv::from_env`]): rank 0
+    /// serves the TCP store on `MASTER_ADDR:MASTER_PORT` (unless a launcher already
+    /// does, `TORCHELASTIC_USE_AGENT_STORE=True`), every rank connects to it with the
+    /// job token `TUTTI_JOB_TOKEN`.
+    pub fn from_env(opts: GroupOptions) -> Result<Self> {
+        let env = JobEnv::from_env()?;
+        let agent_store = std::env::var("TORCHELASTIC_USE_AGENT_STORE")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+        let store = TcpStore::builder(env.master_addr.clone(), env.master_port)
+            .master(env.rank == 0 && !agent_store)
+            .timeout(opts.connect_timeout)
+            .connect()?;
+        tracing::info!(
+            rank = env.rank,
+            world_size = env.world_size,
+            source = env.source,
+            "process group from the environment"
+        );
+        Self::from_store(Arc::new(store), env.rank, env.world_size, "default", opts)
+    }
+}
+
+fn default_slot() -> &'static Mutex<Option<ProcessGroup>> {
+    static SLOT: OnceLock<Mutex<Option<ProcessGroup>>> = OnceLock::new();
+    SLOT.get_or_init(|| Mutex::new(None))
+}
+
+/// Initialises the process-wide default group from the environment (torch's
+/// `init_process_group`) with options from `TUTTI_*` variables. A second call
+/// without [`destroy_default_group`] is an error.
+pub fn init() -> Result<ProcessGroup> {
+    let mut slot = default_slot().lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_some() {
+        return Err(Error::InvalidArgument(
+            "the default process group is already initialized (call destroy_default_group() first)"
+                .into(),
+        ));
+    }
+    let g = ProcessGroup::from_env(GroupOptions::from_env()?)?;
+    *slot = Some(g.clone());
+    Ok(g)
+}
+
+/// The default group, if [`init`] was called.
+pub fn default_group() -> Option<ProcessGroup> {
+    default_slot()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+}
+
+/// Forgets the default group (its links close when the last handle is dropped).
+pub fn destroy_default_group() {
+    default_slot()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+}

@@ -1,0 +1,176 @@
+//! The group's links: one [`Link`] per peer, connected at group creation over the
+//! transport the topology calls for, and the [`Links`] view the schedules use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tutti_transport::shm::{InprocHub, ShmConfig};
+use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
+use tutti_transport::{
+    AbortHandle, Deadline, Injected, Link, Links, RecvHalf, Rendezvous, SendHalf, TransportError,
+};
+
+use super::options::TransportChoice;
+use crate::store::Store;
+
+/// Exposes a [`Store`] as the transports' [`Rendezvous`] (for setting up links of
+/// your own with `tutti_transport`).
+pub struct StoreRendezvous<'a>(pub &'a dyn Store);
+
+impl Rendezvous for StoreRendezvous<'_> {
+    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.0.set(key, value).map_err(|e| e.to_string())
+    }
+
+    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
+        let timeout = match deadline.remaining() {
+            None => Duration::ZERO,
+            Some(r) if r.is_zero() => {
+                return Err(format!("deadline passed before key {key:?} appeared"));
+            }
+            Some(r) => r,
+        };
+        self.0
+            .wait(&[key], Some(timeout))
+            .map_err(|e| e.to_string())?;
+        self.0.get(key).map_err(|e| e.to_string())
+    }
+}
+
+/// How the ranks of a group reach each other.
+pub(crate) enum Wiring {
+    /// Threads of one process: in-process FIFOs from a shared hub.
+    Threads(Arc<InprocHub>),
+    /// Processes: `same_host[p]` says whether group rank `p` shares this host.
+    Processes {
+        same_host: Vec<bool>,
+        local_ranks: usize,
+    },
+}
+
+/// One link per peer (none to self).
+pub(crate) struct LinkTable {
+    links: Vec<Option<Link>>,
+    /// The smallest `max_message` over all links.
+    pub max_message: usize,
+    /// Whether any link is TCP (for the tuner).
+    pub any_tcp: bool,
+}
+
+impl Links for LinkTable {
+    fn pair(
+        &mut self,
+        to: usize,
+        from: usize,
+    ) -> tutti_transport::Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
+        let missing = |p: usize| TransportError::InvalidArgument(format!("no link to rank {p}"));
+        if to == from {
+            let l = self
+                .links
+                .get_mut(to)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| missing(to))?;
+            return Ok((&mut *l.tx, &mut *l.rx));
+        }
+        let [a, b] = self
+            .links
+            .get_disjoint_mut([to, from])
+            .map_err(|_| missing(to))?;
+        let a = a.as_mut().ok_or_else(|| missing(to))?;
+        let b = b.as_mut().ok_or_else(|| missing(from))?;
+        Ok((&mut *a.tx, &mut *b.rx))
+    }
+}
+
+impl LinkTable {
+    /// Cuts every link so that the peers fail fast instead of waiting for data this
+    /// rank will never send (after an error or an abort).
+    pub(crate) fn cut_all(&mut self) {
+        for l in self.links.iter_mut().flatten() {
+            l.tx.inject(Injected::Cut);
+        }
+    }
+}
+
+/// Connects this rank to every other member, pair by pair in the global order of
+/// `(min rank, max rank)`, which no two ranks can wait on in a cycle.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn connect_mesh(
+    store: &dyn Store,
+    prefix: &str,
+    rank: usize,
+    size: usize,
+    wiring: &Wiring,
+    choice: TransportChoice,
+    abort: &AbortHandle,
+    deadline: Deadline,
+) -> tutti_transport::Result<LinkTable> {
+    let rdv = StoreRendezvous(store);
+    let name = |p: usize| format!("rank {p} of group {prefix}");
+    let mut links: Vec<Option<Link>> = (0..size).map(|_| None).collect();
+    let mut any_tcp = false;
+    match wiring {
+        Wiring::Threads(hub) if choice != TransportChoice::Tcp => {
+            for p in (0..size).filter(|&p| p != rank) {
+                links[p] = Some(hub.connect(rank, p, &name(p))?);
+            }
+        }
+        _ => {
+            let (same_host, local_ranks) = match wiring {
+                Wiring::Processes {
+                    same_host,
+                    local_ranks,
+                } => (same_host.clone(), *local_ranks),
+                Wiring::Threads(_) => (vec![true; size], size),
+            };
+            let use_tcp = |p: usize| {
+                choice == TransportChoice::Tcp || (choice == TransportChoice::Auto && !same_host[p])
+            };
+            if choice == TransportChoice::Shm
+                && let Some(p) = (0..size).find(|&p| !same_host[p])
+            {
+                return Err(TransportError::Setup {
+                    peer: name(p),
+                    detail: "TUTTI_TRANSPORT=shm but this rank is on another host".into(),
+                });
+            }
+            let mut tcp = None;
+            if (0..size).any(|p| p != rank && use_tcp(p)) {
+                let mut cfg = TcpConfig::from_env(local_ranks);
+                cfg.abort = abort.clone();
+                let ep = TcpEndpoint::bind(cfg, rank, prefix)?;
+                ep.publish(&rdv)?;
+                tcp = Some(ep);
+                any_tcp = true;
+            }
+            let mut shm_cfg = ShmConfig::from_env(local_ranks);
+            shm_cfg.abort = abort.clone();
+            for p in (0..size).filter(|&p| p != rank) {
+                let link = match (&mut tcp, use_tcp(p)) {
+                    (Some(ep), true) => ep.connect(&rdv, p, &name(p), deadline)?,
+                    _ => tutti_transport::shm::connect(
+                        &rdv,
+                        prefix,
+                        rank,
+                        p,
+                        &name(p),
+                        &shm_cfg,
+                        deadline,
+                    )?,
+                };
+                links[p] = Some(link);
+            }
+        }
+    }
+    let max_message = links
+        .iter()
+        .flatten()
+        .map(|l| l.tx.max_message().min(l.rx.max_message()))
+        .min()
+        .unwrap_or(1 << 20);
+    Ok(LinkTable {
+        links,
+        max_message,
+        any_tcp,
+    })
+}

@@ -1,0 +1,215 @@
+//! [`ProcessGroup`]: a communicator over a set of ranks, and the collectives on it.
+//!
+//! A group is created from the environment ([`ProcessGroup::init`], torchrun /
+//! Slurm / Open MPI variables, rendezvous through the embedded TCP store), from a
+//! [`Store`] ([`ProcessGroup::from_store`]), or as threads of one process
+//! ([`ProcessGroup::threads`]). At creation every rank connects to every other over
+//! shared memory (same host), in-process FIFOs (threads) or TCP (other hosts, or
+//! `TUTTI_TRANSPORT=tcp`).
+//!
+//! Operations are collective: every rank calls them in the same order. Blocking
+//! calls work on borrowed slices; the `*_async` variants take owned buffers and
+//! return a [`Work`] that hands them back. Every operation has a timeout (the
+//! group's, 30 minutes by default, or [`ProcessGroup::with_timeout`]'s; zero means
+//! none). A peer that dies, stops calling or sends corrupt data turns into
+//! [`Error::Collective`] on this rank, naming the op, its sequence number and the
+//! peer; the group then cuts its links (so that the other ranks fail fast too) and
+//! refuses further operations with [`Error::GroupFailed`]. [`ProcessGroup::abort`]
+//! unblocks every pending operation with an error.
+//!
+//! Bad arguments (an invalid (dtype, op) pair, a rank or root outside the group,
+//! buffers whose lengths do not fit the collective) are errors before any byte
+//! moves, and do not break the group.
+
+mod check;
+mod collectives;
+mod env;
+mod init;
+mod links;
+mod options;
+mod p2p;
+mod subgroup;
+mod tuner;
+mod work;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tutti_transport::{AbortHandle, Deadline, TransportError};
+
+pub use env::{DEFAULT_MASTER_PORT, JobEnv};
+pub use init::{default_group, destroy_default_group, init};
+pub use links::StoreRendezvous;
+pub use options::{Algo, DEFAULT_OP_TIMEOUT, GroupOptions, TransportChoice};
+pub use tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
+pub use work::Work;
+
+use crate::store::Store;
+use crate::{Error, Result};
+use links::LinkTable;
+use work::Worker;
+
+/// A communicator: the ranks of a job (or a subset of them) and the links between
+/// them. Cheap to clone (clones share the group).
+#[derive(Clone)]
+pub struct ProcessGroup {
+    inner: Arc<Inner>,
+    timeout: Duration,
+}
+
+struct Inner {
+    rank: usize,
+    size: usize,
+    /// The job-wide (global) rank of each member.
+    global_ranks: Vec<usize>,
+    /// Host identity of each member (same string = same host).
+    hosts: Vec<String>,
+    /// Store key prefix of this group (unique per group in the job).
+    name: String,
+    store: Arc<dyn Store>,
+    links: Mutex<LinkTable>,
+    seq: AtomicU64,
+    failed: Mutex<Option<String>>,
+    abort: AbortHandle,
+    opts: GroupOptions,
+    worker: Worker,
+    /// How sub-groups reach each other (threads share a hub registry).
+    threads: Option<Arc<init::ThreadJob>>,
+    /// Counter of sub-groups created from this group (identical on every rank).
+    subgroups: AtomicU64,
+    local_ranks: usize,
+}
+
+impl ProcessGroup {
+    /// This rank in the group.
+    pub fn rank(&self) -> usize {
+        self.inner.rank
+    }
+
+    /// Number of ranks in the group.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// The job-wide rank of group rank `r`.
+    pub fn global_rank(&self, r: usize) -> Option<usize> {
+        self.inner.global_ranks.get(r).copied()
+    }
+
+    /// The group's store-key prefix (unique per group within the job).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The store the group rendezvoused through.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The timeout this handle's operations use.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A handle to the same group whose operations use `timeout` (zero: none).
+    pub fn with_timeout(&self, timeout: Duration) -> ProcessGroup {
+        ProcessGroup {
+            inner: self.inner.clone(),
+            timeout,
+        }
+    }
+
+    /// Number of operations issued so far (the next op's sequence number).
+    pub fn sequence_number(&self) -> u64 {
+        self.inner.seq.load(Ordering::Relaxed)
+    }
+
+    /// Unblocks every pending operation of this rank with an error (within ~10 ms)
+    /// and makes the group refuse new ones.
+    pub fn abort(&self) {
+        self.inner.abort.abort();
+        self.inner.fail("aborted by abort()".into());
+        // When no operation holds the links, cut them now so that the peers fail
+        // fast; otherwise the pending operation cuts them as it fails.
+        if let Ok(mut links) = self.inner.links.try_lock() {
+            links.cut_all();
+        }
+    }
+
+    /// The first failure, if the group is unusable.
+    pub fn failure(&self) -> Option<String> {
+        self.inner
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs `f` as operation `op` on this thread: refuses it if the group failed,
+    /// waits for earlier asynchronous operations, gives it the links and a
+    /// deadline, and turns a transport error into [`Error::Collective`] (cutting the
+    /// links so the peers fail fast).
+    fn run<R>(
+        &self,
+        op: &'static str,
+        desc: check::Desc,
+        f: impl FnOnce(&mut LinkTable, Deadline) -> std::result::Result<R, TransportError>,
+    ) -> Result<R> {
+        self.inner.worker.drain();
+        self.inner.run(op, Some(desc), self.timeout, f)
+    }
+}
+
+impl Inner {
+    fn check_usable(&self) -> Result<()> {
+        if let Some(reason) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(Error::GroupFailed { reason });
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) {
+        let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            tracing::warn!(group = %self.name, rank = self.rank, %reason, "process group failed");
+            *f = Some(reason);
+        }
+    }
+
+    fn run<R>(
+        &self,
+        op: &'static str,
+        desc: Option<check::Desc>,
+        timeout: Duration,
+        f: impl FnOnce(&mut LinkTable, Deadline) -> std::result::Result<R, TransportError>,
+    ) -> Result<R> {
+        self.check_usable()?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let (true, Some(desc)) = (self.opts.check, &desc) {
+            check::verify(self, op, seq, desc, timeout)?;
+        }
+        let deadline = Deadline::after(timeout);
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::trace!(group = %self.name, rank = self.rank, op, seq, "op start");
+        match f(&mut links, deadline) {
+            Ok(r) => Ok(r),
+            Err(source) => {
+                let err = Error::Collective {
+                    op,
+                    seq,
+                    rank: self.rank,
+                    source,
+                };
+                self.fail(err.to_string());
+                links.cut_all();
+                Err(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! [`GroupOptions`]: how a process group connects and runs its operations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// The default timeout of every operation: 30 minutes, as torch.distributed.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Which transport links use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportChoice {
+    /// Shared memory between ranks on one host, TCP between hosts (in-process FIFOs
+    /// between threads of one process).
+    Auto,
+    /// Shared memory only (every rank must be on this host).
+    Shm,
+    /// TCP for every pair, also on one host.
+    Tcp,
+}
+
+impl FromStr for TransportChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(TransportChoice::Auto),
+            "shm" | "inproc" => Ok(TransportChoice::Shm),
+            "tcp" | "socket" => Ok(TransportChoice::Tcp),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown transport {other:?} (TUTTI_TRANSPORT expects auto, shm or tcp)"
+            ))),
+        }
+    }
+}
+
+/// Which collective algorithm to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// Ring (chains for broadcast and reduce).
+    Ring,
+    /// Double binary tree (all_reduce), binary tree (broadcast, reduce).
+    Tree,
+}
+
+impl Algo {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Ring => "ring",
+            Algo::Tree => "tree",
+        }
+    }
+}
+
+impl FromStr for Algo {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ring" => Ok(Algo::Ring),
+            "tree" => Ok(Algo::Tree),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown algorithm {other:?} (TUTTI_ALGO expects ring or tree)"
+            ))),
+        }
+    }
+}
+
+/// Options of a process group.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupOptions {
+    /// Default timeout of every operation; zero means none.
+    pub timeout: Duration,
+    /// Transport selection (`TUTTI_TRANSPORT`).
+    pub transport: TransportChoice,
+    /// Forced algorithm (`TUTTI_ALGO`); `None` lets the tuner pick.
+    pub algo: Option<Algo>,
+    /// Forced pipeline chunk in bytes (`TUTTI_CHUNK_BYTES`).
+    pub chunk: Option<usize>,
+    /// Compare every op's arguments across ranks first (`TUTTI_CHECK=1`).
+    pub check: bool,
+    /// Time allowed for connecting the group's links.
+    pub connect_timeout: Duration,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            timeout: DEFAULT_OP_TIMEOUT,
+            transport: TransportChoice::Auto,
+            algo: None,
+            chunk: None,
+            check: false,
+            connect_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl GroupOptions {
+    /// Defaults overridden by `TUTTI_TRANSPORT`, `TUTTI_ALGO`, `TUTTI_CHUNK_BYTES`,
+    /// `TUTTI_CHECK` and `TUTTI_TIMEOUT_SECS`. A value that does not parse is an
+    /// error naming the variable.
+    pub fn from_env() -> Result<Self> {
+        let mut o = GroupOptions::default();
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("TUTTI_TRANSPORT") {
+            o.transport = v.parse()?;
+        }
+        if let Some(v) = var("TUTTI_ALGO") {
+            o.algo = Some(v.parse()?);
+        }
+        if let Some(v) = var("TUTTI_CHUNK_BYTES") {
+            let c: usize = v.trim().parse().map_err(|_| bad("TUTTI_CHUNK_BYTES", &v))?;
+            if c < 16 || !c.is_multiple_of(16) {
+                return Err(Error::InvalidArgument(format!(
+                    "TUTTI_CHUNK_BYTES={c} must be a positive multiple of 16"
+                )));
+            }
+            o.chunk = Some(c);
+        }
+        if let Some(v) = var("TUTTI_CHECK") {
+            o.check = !matches!(v.trim(), "0" | "false" | "no" | "off");
+        }
+        if let Some(v) = var("TUTTI_TIMEOUT_SECS") {
+            let s: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| bad("TUTTI_TIMEOUT_SECS", &v))?;
+            if !(s >= 0.0 && s.is_finite()) {
+                return Err(bad("TUTTI_TIMEOUT_SECS", &v));
+            }
+            o.timeout = Duration::from_secs_f64(s);
+        }
+        Ok(o)
+    }
+}
+
+fn bad(name: &str, v: &str) -> Error {
+    Error::InvalidArgument(format!("environment variable {name}={v:?} does not parse"))
+}

@@ -1,0 +1,135 @@
+//! Choosing the algorithm and the pipeline chunk from an alpha-beta cost model.
+//!
+//! Each transport is described by `alpha`, the fixed cost of one message hop, and
+//! `beta`, the cost per byte. For `n` ranks, `S` bytes and `k` chunks of `c = S/k`:
+//!
+//! - ring all_reduce: `2(n-1)` pipelined steps over segments of `S/n`:
+//!   `T_ring = (2(n-1) + k_seg - 1) * (alpha + c * beta)`, `k_seg = S/(n c)`;
+//! - double binary tree all_reduce: up and down a tree of depth `d = ceil(log2 n)`,
+//!   each tree carrying `S/2`, interior ranks forwarding to two children:
+//!   `T_tree = (2d + k_half - 1) * (alpha + 2 c beta)`, `k_half = S/(2c)`.
+//!
+//! The ring wins on bandwidth (each byte crosses each link ~twice), the tree on
+//! latency for many ranks (`log n` instead of `n` hops). The chunk is the largest the
+//! links carry in one message, shrunk so each segment has at least two chunks to
+//! pipeline. `TUTTI_ALGO` and `TUTTI_CHUNK_BYTES` override both choices.
+
+use super::options::Algo;
+
+/// Cost of one message hop and of one byte on a transport.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkCost {
+    /// Seconds per message hop.
+    pub alpha: f64,
+    /// Seconds per byte.
+    pub beta: f64,
+}
+
+impl LinkCost {
+    /// Shared memory, measured on a 2-core host: ~1 us per hop when ranks have
+    /// their own cores (more when they share), ~8 GB/s through a FIFO.
+    pub fn shm(oversubscribed: bool) -> Self {
+        LinkCost {
+            alpha: if oversubscribed { 5e-6 } else { 1e-6 },
+            beta: 1.0 / 8e9,
+        }
+    }
+
+    /// TCP: ~15 us per hop, ~3 GB/s (loopback; slower networks only change the
+    /// balance further towards the ring for large messages).
+    pub fn tcp() -> Self {
+        LinkCost {
+            alpha: 15e-6,
+            beta: 1.0 / 3e9,
+        }
+    }
+}
+
+/// The tuner's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The algorithm.
+    pub algo: Algo,
+    /// Pipeline chunk in bytes (a multiple of 16).
+    pub chunk: usize,
+}
+
+/// Picks an all_reduce algorithm and chunk for `bytes` over `n` ranks.
+pub fn plan_all_reduce(
+    bytes: usize,
+    n: usize,
+    cost: LinkCost,
+    max_message: usize,
+    forced: (Option<Algo>, Option<usize>),
+) -> Plan {
+    let chunk = forced
+        .1
+        .unwrap_or_else(|| pick_chunk(bytes / n.max(1), max_message))
+        .min(max_message)
+        .max(16);
+    let algo = forced.0.unwrap_or_else(|| {
+        if n <= 2 {
+            // Both schedules make the same two hops; the ring splits the work evenly.
+            return Algo::Ring;
+        }
+        let c = chunk as f64;
+        let s = bytes as f64;
+        let nf = n as f64;
+        let k_seg = (s / (nf * c)).ceil().max(1.0);
+        let ring = (2.0 * (nf - 1.0) + k_seg - 1.0) * (cost.alpha + c.min(s / nf) * cost.beta);
+        let d = (nf.log2()).ceil();
+        let k_half = (s / (2.0 * c)).ceil().max(1.0);
+        let tree = (2.0 * d + k_half - 1.0) * (cost.alpha + 2.0 * c.min(s / 2.0) * cost.beta);
+        if tree < ring { Algo::Tree } else { Algo::Ring }
+    });
+    Plan { algo, chunk }
+}
+
+/// Chunk for other collectives: as large as one message, at least 2 per segment.
+pub fn pick_chunk(segment: usize, max_message: usize) -> usize {
+    let half = (segment / 2).next_multiple_of(16);
+    half.clamp(4096.min(max_message), max_message)
+        .next_multiple_of(16)
+        .min(max_message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_on_many_ranks_take_the_tree_large_ones_the_ring() {
+        let c = LinkCost::tcp();
+        assert_eq!(
+            plan_all_reduce(8, 8, c, 1 << 19, (None, None)).algo,
+            Algo::Tree
+        );
+        assert_eq!(
+            plan_all_reduce(256 << 20, 8, c, 1 << 19, (None, None)).algo,
+            Algo::Ring
+        );
+        assert_eq!(
+            plan_all_reduce(8, 2, c, 1 << 19, (None, None)).algo,
+            Algo::Ring
+        );
+        let forced = plan_all_reduce(256 << 20, 8, c, 1 << 19, (Some(Algo::Tree), Some(4096)));
+        assert_eq!(
+            forced,
+            Plan {
+                algo: Algo::Tree,
+                chunk: 4096
+            }
+        );
+    }
+
+    #[test]
+    fn chunks_are_multiples_of_16_within_the_message_limit() {
+        for seg in [0, 1, 100, 5000, 1 << 20, 1 << 30] {
+            let c = pick_chunk(seg, 65536);
+            assert!(
+                c.is_multiple_of(16) && (4096..=65536).contains(&c),
+                "{seg} -> {c}"
+            );
+        }
+    }
+}

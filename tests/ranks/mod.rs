@@ -1,0 +1,176 @@
+//! Runs a test's body in real rank processes: the test binary re-executes itself
+//! once per rank with `TUTTI_TEST_RANK` set, and the same `#[test]` function, seeing
+//! the variable, runs the rank's body instead of spawning.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tutti::store::{Store, TcpStore};
+
+/// This process's rank when it is a rank worker.
+pub fn worker_rank() -> Option<usize> {
+    std::env::var("TUTTI_TEST_RANK").ok()?.parse().ok()
+}
+
+/// The world size of a rank worker.
+pub fn world_size() -> usize {
+    std::env::var("TUTTI_TEST_WORLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawns `n` rank processes running test `name` of this binary, with the
+/// torchrun-style environment and `env` added. `prefix` (e.g. `ip netns exec NS`)
+/// runs before the binary for each rank if given.
+pub fn spawn_with(
+    name: &str,
+    n: usize,
+    env: &[(&str, String)],
+    prefix: &dyn Fn(usize) -> Vec<String>,
+) -> Vec<Child> {
+    let exe = std::env::current_exe().unwrap();
+    let port = free_port();
+    let token = format!("test-token-{}", std::process::id());
+    (0..n)
+        .map(|r| {
+            let pre = prefix(r);
+            let mut cmd = if pre.is_empty() {
+                Command::new(&exe)
+            } else {
+                let mut c = Command::new(&pre[0]);
+                c.args(&pre[1..]).arg(&exe);
+                c
+            };
+            cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+                .env("TUTTI_TEST_RANK", r.to_string())
+                .env("TUTTI_TEST_WORLD", n.to_string())
+                .env("RANK", r.to_string())
+                .env("WORLD_SIZE", n.to_string())
+                .env("LOCAL_RANK", r.to_string())
+                .env("LOCAL_WORLD_SIZE", n.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .env("TUTTI_JOB_TOKEN", &token)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect()
+}
+
+/// [`spawn_with`] without a prefix.
+pub fn spawn(name: &str, n: usize, env: &[(&str, String)]) -> Vec<Child> {
+    spawn_with(name, n, env, &|_| Vec::new())
+}
+
+/// Waits for every child (killing all after `timeout`) and returns their outputs.
+pub fn wait_all(children: Vec<Child>, timeout: Duration) -> Vec<Output> {
+    let start = Instant::now();
+    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
+    let mut done: Vec<Option<std::process::ExitStatus>> = vec![None; children.len()];
+    while done.iter().any(Option::is_none) {
+        for (i, c) in children.iter_mut().enumerate() {
+            if done[i].is_none()
+                && let Some(s) = c.as_mut().unwrap().try_wait().unwrap()
+            {
+                done[i] = Some(s);
+            }
+        }
+        if start.elapsed() > timeout {
+            for c in children.iter_mut().flatten() {
+                let _ = c.kill();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    children
+        .into_iter()
+        .map(|c| c.unwrap().wait_with_output().unwrap())
+        .collect()
+}
+
+/// Spawns, waits and asserts that every rank exited successfully, printing each
+/// rank's output on failure.
+pub fn run_ranks(name: &str, n: usize, env: &[(&str, String)], timeout: Duration) -> Vec<Output> {
+    let outs = wait_all(spawn(name, n, env), timeout);
+    check_success(name, &outs);
+    outs
+}
+
+/// Asserts that every rank succeeded.
+pub fn check_success(name: &str, outs: &[Output]) {
+    for (r, o) in outs.iter().enumerate() {
+        assert!(
+            o.status.success(),
+            "{name}: rank {r} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
+/// The job's TCP store from a rank worker: rank 0 serves it.
+pub fn store() -> Arc<dyn Store> {
+    let port: u16 = std::env::var("MASTER_PORT").unwrap().parse().unwrap();
+    let addr = std::env::var("MASTER_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    let rank = worker_rank().unwrap();
+    let s = TcpStore::builder(addr, port)
+        .master(rank == 0)
+        .bind_addr(
+            std::env::var("TUTTI_TEST_STORE_BIND")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or([0, 0, 0, 0].into()),
+        )
+        .timeout(Duration::from_secs(60))
+        .connect()
+        .unwrap();
+    Arc::new(s)
+}
+
+/// Deterministic pseudo-random bytes for (seed, length).
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes()[..(n - out.len()).min(8)]);
+    }
+    out
+}
+
+/// Number of threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// `/dev/shm` segments created by any of `pids`.
+pub fn segments_of(pids: &[u32]) -> Vec<String> {
+    tutti::transport::shm::list_segments()
+        .into_iter()
+        .filter(|n| pids.iter().any(|p| n.starts_with(&format!("tutti-{p}-"))))
+        .collect()
+}
