@@ -12,7 +12,7 @@ use crate::{Result, Ring, TransportError, check};
 pub fn all_to_all(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8]) -> Result<()> {
     check(ring, "all_to_all", input.len(), 1)?;
     let n = ring.size;
-    if input.len() % n != 0 || output.len() != input.len() {
+    if !input.len().is_multiple_of(n) || output.len() != input.len() {
         return Err(TransportError::InvalidArgument(format!(
             "all_to_all: input of {} and output of {} bytes must be equal and a multiple of the group size {n}",
             input.len(),

@@ -71,12 +71,12 @@ pub(crate) fn check(ring: &Ring<'_>, what: &str, len: usize, elem: usize) -> Res
             ring.rank, ring.size
         )));
     }
-    if elem == 0 || len % elem != 0 {
+    if elem == 0 || !len.is_multiple_of(elem) {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: {len} bytes is not a whole number of {elem}-byte elements"
         )));
     }
-    if ring.chunk < elem || ring.chunk % elem != 0 {
+    if ring.chunk < elem || !ring.chunk.is_multiple_of(elem) {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: chunk of {} bytes is not a positive multiple of the {elem}-byte element",
             ring.chunk

@@ -25,7 +25,7 @@ fn check(t: &Tree<'_>, what: &str, len: usize, elem: usize) -> Result<()> {
             t.rank, t.size
         )));
     }
-    if elem == 0 || len % elem != 0 || t.chunk < elem || t.chunk % elem != 0 {
+    if elem == 0 || !len.is_multiple_of(elem) || t.chunk < elem || !t.chunk.is_multiple_of(elem) {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: {len} bytes / chunk {} do not fit {elem}-byte elements",
             t.chunk
