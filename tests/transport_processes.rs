@@ -67,7 +67,7 @@ fn every_size_moves_and_reduces_between_processes() {
     };
     let store = ranks::store();
     let peer = 1 - rank;
-    for kind in ["shm", "tcp"] {
+    for kind in ["shm", "shm-single-copy", "tcp"] {
         let mut link =
             connect(kind, &*store, &format!("sizes/{kind}"), rank, peer, long()).unwrap();
         let slot = link.tx.max_message();

@@ -1,7 +1,9 @@
 //! # tutti-bench
 //!
-//! Benchmarks of tutti: the nccl-tests-compatible bench CLI (later) and the
-//! criterion micro-benchmarks in `benches/`. This library holds what they share.
+//! Benchmarks of tutti: the point-to-point benchmark `tutti-p2p` (osu_latency /
+//! osu_bw style), the criterion micro-benchmarks in `benches/`, and what they share.
+
+pub mod sizes;
 
 /// GB/s (1e9 bytes per second) for `bytes` moved in `seconds`.
 pub fn gbps(bytes: u64, seconds: f64) -> f64 {

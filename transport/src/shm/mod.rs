@@ -50,7 +50,8 @@ pub struct ShmConfig {
 impl ShmConfig {
     /// Defaults for `local_ranks` ranks on this host, overridden by
     /// `TUTTI_SHM_SLOTS`, `TUTTI_SHM_SLOT_BYTES`, `TUTTI_SHM_CHECKSUM=1` and
-    /// `TUTTI_SHM_SINGLE_COPY_BYTES` (0 disables the single-copy path).
+    /// `TUTTI_SHM_SINGLE_COPY_BYTES` (a size turns the single-copy path on; 0 or unset
+    /// leaves it off, see [`DEFAULT_SINGLE_COPY_FROM`]).
     pub fn from_env(local_ranks: usize) -> Self {
         let mut fifo = FifoConfig::default();
         if let Some(v) = env_parse::<u32>("TUTTI_SHM_SLOTS") {
@@ -63,9 +64,9 @@ impl ShmConfig {
             fifo.checksum = v != 0;
         }
         let single_copy_from = match env_parse::<usize>("TUTTI_SHM_SINGLE_COPY_BYTES") {
+            None => DEFAULT_SINGLE_COPY_FROM,
             Some(0) => None,
             Some(v) => Some(v),
-            None => Some(DEFAULT_SINGLE_COPY_FROM),
         };
         ShmConfig {
             fifo,
@@ -76,8 +77,11 @@ impl ShmConfig {
     }
 }
 
-/// Default size from which shared-memory messages go single-copy.
-pub const DEFAULT_SINGLE_COPY_FROM: usize = 1 << 20;
+/// The single-copy path is off by default: on the 2-vCPU VM this project is measured
+/// on, `process_vm_readv` moved 3.7-4.4 GB/s for 2-128 MiB messages while the slot
+/// FIFO moved 13.6-41 GB/s (bench/RESULTS.md, "Point to point"). Set
+/// `TUTTI_SHM_SINGLE_COPY_BYTES` to a size to turn it on where page pinning is cheap.
+pub const DEFAULT_SINGLE_COPY_FROM: Option<usize> = None;
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
     std::env::var(name).ok()?.trim().parse().ok()
