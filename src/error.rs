@@ -174,7 +174,7 @@ pub enum Error {
     /// A collective or point-to-point operation failed: a peer died, stopped calling,
     /// sent corrupt data, or the group was aborted. Names the op, its sequence number
     /// in the group and (through the transport error) the peer.
-    #[error("{op} #{seq} on rank {rank} failed: {source}")]
+    #[error("{op} #{seq} on rank {rank} failed: {source}{}", missing_note(.missing_ranks, op, *seq))]
     Collective {
         /// The operation (`all_reduce`, `send`, ...).
         op: &'static str,
@@ -185,6 +185,9 @@ pub enum Error {
         /// What the transport saw.
         #[source]
         source: tutti_transport::TransportError,
+        /// Group ranks that did not report this op's failure within a grace period
+        /// after it: they died or never called the op.
+        missing_ranks: Vec<usize>,
     },
 
     /// The group had an error (or was aborted) earlier and refuses new operations.
@@ -220,6 +223,80 @@ pub enum Error {
         /// What `rank` called.
         theirs: String,
     },
+
+    /// The launcher's configuration (a `tutti run` flag) is invalid; the message
+    /// names the flag.
+    #[error("invalid launch configuration: {0}")]
+    LaunchConfig(String),
+
+    /// Launchers could not form (or keep) their rendezvous.
+    #[error("rendezvous ({backend} backend) failed: {message}")]
+    Rendezvous {
+        /// The rendezvous backend.
+        backend: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A worker process could not be started.
+    #[error("could not start worker program {program:?}: {source}")]
+    WorkerSpawn {
+        /// The program.
+        program: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The launcher could not create its log directories or files.
+    #[error("launcher I/O error: {context}: {source}")]
+    LaunchIo {
+        /// What the launcher was doing.
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Workers failed and no restarts remain; the report names the first failure
+    /// (rank, local rank, exit code or signal, error-file message).
+    #[error("{0}")]
+    WorkersFailed(Box<crate::launch::FailureReport>),
+
+    /// Another launcher of the job shut it down (its workers failed for good, or it
+    /// was interrupted).
+    #[error("the job was stopped by another launcher: {reason}")]
+    LaunchAborted {
+        /// What the other launcher reported.
+        reason: String,
+    },
+
+    /// The launcher received a signal, forwarded it to its workers and stopped them.
+    #[error("the launcher received {name} (signal {signal}) and stopped its workers")]
+    LaunchSignal {
+        /// The signal number.
+        signal: i32,
+        /// Its name (`SIGTERM`).
+        name: String,
+    },
+
+    /// A worker of a Rust entrypoint exited with 0 but its return value could not
+    /// be read.
+    #[error("worker rank {rank}: {message}")]
+    WorkerResult {
+        /// The worker's global rank.
+        rank: usize,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+fn missing_note(missing: &[usize], op: &str, seq: u64) -> String {
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!("; ranks that never reached {op} #{seq} (dead or not calling): {missing:?}")
+    }
 }
 
 /// `Result` with tutti's [`Error`].

@@ -13,6 +13,8 @@
 //!   CUDA driver at run time when one is present).
 //! - [`store`]: the key-value stores ranks rendezvous through (TCP, file, memory,
 //!   prefix, etcd) and the barrier / synchronize utilities over them.
+//! - [`launch`]: the launcher (`tutti run`, torchrun-compatible) and its library API
+//!   ([`launch::Launcher`]).
 
 mod convert;
 pub mod cpu;
@@ -22,6 +24,7 @@ mod error;
 mod float8;
 pub mod gpu;
 pub mod group;
+pub mod launch;
 mod op;
 pub mod store;
 
@@ -30,6 +33,7 @@ pub use element::Element;
 pub use error::{Error, Result};
 pub use float8::{F8E4M3, F8E5M2};
 pub use group::{GroupOptions, ProcessGroup, Work, init};
+pub use launch::{LaunchConfig, Launcher};
 pub use op::{Finalize, ReduceOp, StepOp};
 /// The transport layer (links, primitives, shm/tcp/faulty), re-exported.
 pub use tutti_transport as transport;

@@ -200,19 +200,37 @@ impl ProcessGroup {
             hubs: Mutex::new(HashMap::new()),
         });
         let host = host_id();
-        (0..n)
-            .map(|r| {
-                build(Spec {
-                    store: store.clone(),
-                    name: "tutti/threads".into(),
-                    rank: r,
-                    global_ranks: (0..n).collect(),
-                    hosts: Some(vec![host.clone(); n]),
-                    threads: Some(job.clone()),
-                    opts: opts.clone(),
+        // Build the members concurrently: TCP links need every rank connecting.
+        let built: Vec<Result<ProcessGroup>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .map(|r| {
+                    let (store, job, host, opts) =
+                        (store.clone(), job.clone(), host.clone(), opts.clone());
+                    scope.spawn(move || {
+                        build(Spec {
+                            store,
+                            name: "tutti/threads".into(),
+                            rank: r,
+                            global_ranks: (0..n).collect(),
+                            hosts: Some(vec![host; n]),
+                            threads: Some(job),
+                            opts,
+                        })
+                    })
                 })
-            })
-            .collect()
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument(
+                            "building a thread rank panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        built.into_iter().collect()
     }
 
     /// Runs `f` on `n` threads, each with its rank's group, and returns their

@@ -12,6 +12,7 @@ use tutti_transport::{
 
 use super::options::TransportChoice;
 use crate::store::Store;
+use tutti_transport::faulty::{FaultPlan, FaultySend};
 
 /// Exposes a [`Store`] as the transports' [`Rendezvous`] (for setting up links of
 /// your own with `tutti_transport`).
@@ -162,6 +163,19 @@ pub(crate) fn connect_mesh(
             }
         }
     }
+    // Fault injection for tests: TUTTI_FAULTS wraps this rank's sending halves
+    // (only on rank TUTTI_FAULTS_RANK when that is set).
+    let faulty_rank = std::env::var("TUTTI_FAULTS_RANK")
+        .ok()
+        .and_then(|r| r.trim().parse::<usize>().ok());
+    if faulty_rank.is_none_or(|r| r == rank)
+        && let Some(plan) = FaultPlan::from_env()?
+    {
+        for l in links.iter_mut().flatten() {
+            let tx = std::mem::replace(&mut l.tx, Box::new(Detached));
+            l.tx = Box::new(FaultySend::new(tx, plan.clone()));
+        }
+    }
     let max_message = links
         .iter()
         .flatten()
@@ -173,4 +187,22 @@ pub(crate) fn connect_mesh(
         max_message,
         any_tcp,
     })
+}
+
+/// A placeholder sending half, only present while a real one is being wrapped.
+struct Detached;
+
+impl SendHalf for Detached {
+    fn peer(&self) -> &str {
+        "(detached)"
+    }
+    fn max_message(&self) -> usize {
+        0
+    }
+    fn reserve(&mut self, _len: usize, _deadline: Deadline) -> tutti_transport::Result<&mut [u8]> {
+        Err(TransportError::InvalidArgument("detached link".into()))
+    }
+    fn commit(&mut self) -> tutti_transport::Result<()> {
+        Err(TransportError::InvalidArgument("detached link".into()))
+    }
 }

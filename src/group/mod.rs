@@ -81,6 +81,17 @@ struct Inner {
     local_ranks: usize,
 }
 
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("name", &self.inner.name)
+            .field("rank", &self.inner.rank)
+            .field("size", &self.inner.size)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ProcessGroup {
     /// This rank in the group.
     pub fn rank(&self) -> usize {
@@ -161,7 +172,41 @@ impl ProcessGroup {
     }
 }
 
+/// How long a failing rank waits for the others to report the same failure before
+/// naming the ranks that did not.
+const FAILURE_GRACE: Duration = Duration::from_millis(1500);
+
 impl Inner {
+    /// After op `seq` failed: reports this rank's failure through the store and
+    /// returns the ranks that did not report theirs within [`FAILURE_GRACE`] (the
+    /// dead ones and the ones that never called the op).
+    fn missing_ranks(&self, op: &str, seq: u64) -> Vec<usize> {
+        let key = |r: usize| format!("{}/failed/{seq}/{r}", self.name);
+        if self.store.set(&key(self.rank), op.as_bytes()).is_err() {
+            return Vec::new();
+        }
+        let start = std::time::Instant::now();
+        let mut missing: Vec<usize> = (0..self.size).filter(|&r| r != self.rank).collect();
+        while !missing.is_empty() && start.elapsed() < FAILURE_GRACE {
+            let keys: Vec<String> = missing.iter().map(|&r| key(r)).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let present: Vec<bool> = refs
+                .iter()
+                .map(|k| self.store.check(&[k]).unwrap_or(false))
+                .collect();
+            missing = missing
+                .iter()
+                .zip(present)
+                .filter(|(_, p)| !p)
+                .map(|(r, _)| *r)
+                .collect();
+            if !missing.is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        missing
+    }
+
     fn check_usable(&self) -> Result<()> {
         if let Some(reason) = self
             .failed
@@ -200,14 +245,22 @@ impl Inner {
         match f(&mut links, deadline) {
             Ok(r) => Ok(r),
             Err(source) => {
+                // Cut first, so that the peers waiting on this rank fail now too.
+                links.cut_all();
+                drop(links);
+                let missing_ranks = if source.is_peer_failure() {
+                    self.missing_ranks(op, seq)
+                } else {
+                    Vec::new()
+                };
                 let err = Error::Collective {
                     op,
                     seq,
                     rank: self.rank,
                     source,
+                    missing_ranks,
                 };
                 self.fail(err.to_string());
-                links.cut_all();
                 Err(err)
             }
         }

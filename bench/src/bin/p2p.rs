@@ -31,7 +31,9 @@ struct Args {
 }
 
 fn usage(err: &str) -> ! {
-    eprintln!("tutti-p2p: {err}\nusage: tutti-p2p --transport shm|tcp [--nranks N (even)] [-b MIN] [-e MAX] [-f FACTOR] [-t SECONDS_PER_SIZE]");
+    eprintln!(
+        "tutti-p2p: {err}\nusage: tutti-p2p --transport shm|tcp [--nranks N (even)] [-b MIN] [-e MAX] [-f FACTOR] [-t SECONDS_PER_SIZE]"
+    );
     std::process::exit(2)
 }
 
@@ -46,7 +48,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--transport" => a.transport = val(),
             "--nranks" | "-n" => a.nranks = val().parse().unwrap_or_else(|_| usage("bad --nranks")),
@@ -58,7 +63,7 @@ fn parse_args() -> Args {
             other => usage(&format!("unknown flag {other}")),
         }
     }
-    if a.nranks < 2 || a.nranks % 2 != 0 || a.factor < 2 || a.min == 0 || a.min > a.max {
+    if a.nranks < 2 || !a.nranks.is_multiple_of(2) || a.factor < 2 || a.min == 0 || a.min > a.max {
         usage("need an even --nranks >= 2, -f >= 2 and 0 < -b <= -e");
     }
     if !matches!(a.transport.as_str(), "shm" | "tcp") {
@@ -69,7 +74,10 @@ fn parse_args() -> Args {
 
 fn main() {
     let args = parse_args();
-    match std::env::var("TUTTI_P2P_RANK").ok().and_then(|r| r.parse::<usize>().ok()) {
+    match std::env::var("TUTTI_P2P_RANK")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+    {
         Some(rank) => worker(rank, &args),
         None => launch(&args),
     }
@@ -77,7 +85,11 @@ fn main() {
 
 fn launch(args: &Args) {
     let exe = std::env::current_exe().expect("current exe");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let children: Vec<_> = (0..args.nranks)
         .map(|r| {
             Command::new(&exe)
@@ -114,16 +126,30 @@ fn worker(rank: usize, args: &Args) {
     let name = format!("rank {peer}");
     let dl = deadline();
     let mut link: Link = match args.transport.as_str() {
-        "shm" => shm::connect(&rdv, "p2p", rank, peer, &name, &ShmConfig::from_env(args.nranks), dl).expect("shm link"),
+        "shm" => shm::connect(
+            &rdv,
+            "p2p",
+            rank,
+            peer,
+            &name,
+            &ShmConfig::from_env(args.nranks),
+            dl,
+        )
+        .expect("shm link"),
         _ => {
-            let mut ep = TcpEndpoint::bind_addr(TcpConfig::from_env(args.nranks), rank, &format!("p2p{}", rank / 2), [127, 0, 0, 1].into())
-                .expect("tcp endpoint");
+            let mut ep = TcpEndpoint::bind_addr(
+                TcpConfig::from_env(args.nranks),
+                rank,
+                &format!("p2p{}", rank / 2),
+                [127, 0, 0, 1].into(),
+            )
+            .expect("tcp endpoint");
             ep.publish(&rdv).expect("publish");
             ep.connect(&rdv, peer, &name, dl).expect("tcp link")
         }
     };
     let chunk = link.tx.max_message();
-    let pinger = rank % 2 == 0;
+    let pinger = rank.is_multiple_of(2);
     let mut sizes = Vec::new();
     let mut s = args.min;
     while s <= args.max {
@@ -176,8 +202,13 @@ fn worker(rank: usize, args: &Args) {
         rows.push((size, lat, bw));
     }
     if pinger {
-        let text: String = rows.iter().map(|(s, l, b)| format!("{s} {l} {b}\n")).collect();
-        store.set(&format!("p2p/result/{}", rank / 2), text.as_bytes()).unwrap();
+        let text: String = rows
+            .iter()
+            .map(|(s, l, b)| format!("{s} {l} {b}\n"))
+            .collect();
+        store
+            .set(&format!("p2p/result/{}", rank / 2), text.as_bytes())
+            .unwrap();
     }
     if rank == 0 {
         let pairs = args.nranks / 2;
@@ -193,7 +224,11 @@ fn worker(rank: usize, args: &Args) {
                     .lines()
                     .map(|l| {
                         let f: Vec<&str> = l.split(' ').collect();
-                        (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].parse().unwrap())
+                        (
+                            f[0].parse().unwrap(),
+                            f[1].parse().unwrap(),
+                            f[2].parse().unwrap(),
+                        )
                     })
                     .collect()
             })
@@ -221,7 +256,14 @@ fn worker(rank: usize, args: &Args) {
     }
 }
 
-fn pingpong(link: &mut Link, pinger: bool, sbuf: &[u8], rbuf: &mut [u8], chunk: usize, iters: usize) {
+fn pingpong(
+    link: &mut Link,
+    pinger: bool,
+    sbuf: &[u8],
+    rbuf: &mut [u8],
+    chunk: usize,
+    iters: usize,
+) {
     for _ in 0..iters {
         if pinger {
             ops::send(&mut *link.tx, sbuf, chunk, deadline()).unwrap();
@@ -233,7 +275,14 @@ fn pingpong(link: &mut Link, pinger: bool, sbuf: &[u8], rbuf: &mut [u8], chunk: 
     }
 }
 
-fn stream(link: &mut Link, sender: bool, sbuf: &[u8], rbuf: &mut [u8], chunk: usize, window: usize) {
+fn stream(
+    link: &mut Link,
+    sender: bool,
+    sbuf: &[u8],
+    rbuf: &mut [u8],
+    chunk: usize,
+    window: usize,
+) {
     let mut ack = [0u8; 1];
     if sender {
         for _ in 0..window {
@@ -251,11 +300,14 @@ fn stream(link: &mut Link, sender: bool, sbuf: &[u8], rbuf: &mut [u8], chunk: us
 /// The pinger's choice of an iteration count, shared with its partner.
 fn agree(store: &dyn Store, what: &str, rank: usize, mine: usize) -> usize {
     let key = format!("p2p/{}/{what}", rank / 2);
-    if rank % 2 == 0 {
+    if rank.is_multiple_of(2) {
         store.set(&key, mine.to_string().as_bytes()).unwrap();
         mine
     } else {
-        String::from_utf8(store.get(&key).unwrap()).unwrap().parse().unwrap()
+        String::from_utf8(store.get(&key).unwrap())
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 

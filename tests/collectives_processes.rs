@@ -1,0 +1,374 @@
+//! Collectives with ranks as real processes (`ProcessGroup::from_env`, the embedded
+//! TCP store on rank 0): the correctness matrix over shared memory and TCP, the
+//! failure semantics (a SIGKILLed rank, a rank that never calls, abort(), a dropped
+//! message) and the bad-input errors.
+
+mod collectives;
+mod ranks;
+
+use std::time::{Duration, Instant};
+
+use collectives::{Level, matrix};
+use tutti::group::{Algo, GroupOptions, TransportChoice};
+use tutti::{DataType, Error, ProcessGroup, ReduceOp};
+
+fn env(transport: &str, algo: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TUTTI_TRANSPORT", transport.to_string()),
+        ("TUTTI_ALGO", algo.to_string()),
+        ("TUTTI_CHUNK_BYTES", "4096".to_string()),
+        ("TUTTI_TIMEOUT_SECS", "120".to_string()),
+    ]
+}
+
+fn group() -> ProcessGroup {
+    ProcessGroup::from_env(GroupOptions::from_env().unwrap()).unwrap()
+}
+
+macro_rules! matrix_test {
+    ($name:ident, $n:expr, $transport:expr, $algo:expr, $level:expr) => {
+        #[test]
+        fn $name() {
+            if ranks::worker_rank().is_some() {
+                matrix(&group(), $level);
+                return;
+            }
+            ranks::run_ranks(
+                stringify!($name),
+                $n,
+                &env($transport, $algo),
+                Duration::from_secs(600),
+            );
+        }
+    };
+}
+
+matrix_test!(shm_ring_2_processes_full, 2, "shm", "ring", Level::Full);
+matrix_test!(shm_ring_3_processes, 3, "shm", "ring", Level::Reduced);
+matrix_test!(shm_tree_4_processes, 4, "shm", "tree", Level::Reduced);
+matrix_test!(shm_ring_5_processes, 5, "shm", "ring", Level::Reduced);
+matrix_test!(shm_tree_8_processes, 8, "shm", "tree", Level::Reduced);
+matrix_test!(tcp_ring_2_processes, 2, "tcp", "ring", Level::Reduced);
+matrix_test!(tcp_tree_3_processes, 3, "tcp", "tree", Level::Reduced);
+matrix_test!(single_process_group, 1, "auto", "ring", Level::Full);
+
+#[test]
+fn sigkill_of_one_rank_mid_all_reduce_fails_the_others_within_5s() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group();
+        let mut buf = vec![1.0f32; 16 << 20];
+        g.barrier().unwrap();
+        if rank == 2 {
+            // Die in the middle of the all_reduce.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::KILL,
+                )
+                .unwrap();
+            });
+        }
+        let start = Instant::now();
+        let mut last = Ok(());
+        for _ in 0..50 {
+            last = g.all_reduce(&mut buf, ReduceOp::Sum);
+            if last.is_err() {
+                break;
+            }
+        }
+        let took = start.elapsed();
+        let err = last.expect_err("the all_reduce must fail once rank 2 is dead");
+        eprintln!("rank {rank}: {err} (after {took:?})");
+        assert!(
+            matches!(
+                err,
+                Error::Collective {
+                    op: "all_reduce",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(took < Duration::from_secs(5), "rank {rank} took {took:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("all_reduce #") && msg.contains("rank "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("[2]"),
+            "the error names the dead rank 2: {msg}"
+        );
+        // The group now refuses new operations.
+        let again = g.all_reduce(&mut buf[..4], ReduceOp::Sum).unwrap_err();
+        assert!(matches!(again, Error::GroupFailed { .. }), "{again}");
+        // Rank 0 serves the store: let the others read it before it goes away.
+        if rank == 0 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        return;
+    }
+    let outs = ranks::wait_all(
+        ranks::spawn(
+            "sigkill_of_one_rank_mid_all_reduce_fails_the_others_within_5s",
+            4,
+            &env("shm", "ring"),
+        ),
+        Duration::from_secs(120),
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(outs[2].status.signal(), Some(9));
+    let survivors: Vec<_> = [0, 1, 3].iter().map(|&r| outs[r].clone()).collect();
+    ranks::check_success("sigkill survivors", &survivors);
+}
+
+#[test]
+fn a_rank_that_never_calls_is_named_in_the_timeout_error() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group().with_timeout(Duration::from_secs(2));
+        g.barrier().unwrap();
+        if rank == 2 {
+            // Never calls the all_reduce; stays alive until the others are done.
+            std::thread::sleep(Duration::from_secs(6));
+            return;
+        }
+        let mut buf = vec![1i32; 1000];
+        let start = Instant::now();
+        let err = g.all_reduce(&mut buf, ReduceOp::Sum).unwrap_err();
+        let took = start.elapsed();
+        eprintln!("rank {rank}: {err} after {took:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("all_reduce #1"), "{msg}");
+        assert!(
+            msg.contains("never reached all_reduce #1") && msg.contains("[2]"),
+            "{msg}"
+        );
+        assert!(
+            took < Duration::from_secs(2) + Duration::from_secs(3),
+            "took {took:?}"
+        );
+        if rank == 0 {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        return;
+    }
+    ranks::run_ranks(
+        "a_rank_that_never_calls_is_named_in_the_timeout_error",
+        3,
+        &env("shm", "ring"),
+        Duration::from_secs(60),
+    );
+}
+
+#[test]
+fn a_dropped_message_is_a_timeout_error() {
+    // Rank 1's links drop its second message: in a 2-rank ring all_reduce of one
+    // chunk that is its last one (the reduced segment), so rank 0 waits for bytes
+    // that never come and must time out naming rank 1; rank 1 itself completes.
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group().with_timeout(Duration::from_secs(2));
+        let mut buf = vec![1.0f64; 256];
+        let start = Instant::now();
+        let r = g.all_reduce(&mut buf, ReduceOp::Sum);
+        if rank == 0 {
+            let err = r.unwrap_err();
+            eprintln!("rank 0: {err}");
+            assert!(start.elapsed() < Duration::from_secs(2) + Duration::from_secs(3));
+            let msg = err.to_string();
+            assert!(
+                msg.contains("all_reduce #0")
+                    && msg.contains("timed out")
+                    && msg.contains("rank 1"),
+                "{msg}"
+            );
+        } else {
+            // Stay alive past rank 0's timeout, so rank 0 sees silence, not a closed link.
+            std::thread::sleep(Duration::from_secs(4));
+        }
+        return;
+    }
+    let mut e = env("shm", "ring");
+    e.push(("TUTTI_FAULTS", "drop:data:2".into()));
+    e.push(("TUTTI_FAULTS_RANK", "1".into()));
+    ranks::run_ranks(
+        "a_dropped_message_is_a_timeout_error",
+        2,
+        &e,
+        Duration::from_secs(60),
+    );
+}
+
+#[test]
+fn abort_from_another_thread_unblocks_the_pending_op() {
+    let groups = ProcessGroup::threads(2, GroupOptions::default()).unwrap();
+    let g0 = groups[0].clone();
+    let aborter = g0.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        aborter.abort();
+    });
+    let start = Instant::now();
+    // Rank 1 never calls: only abort() can end this (the timeout is 30 minutes).
+    let err = g0.all_reduce(&mut [1.0f32; 64], ReduceOp::Sum).unwrap_err();
+    t.join().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("aborted"), "{err}");
+    let again = g0.barrier().unwrap_err();
+    assert!(
+        matches!(again, Error::GroupFailed { .. }) && again.to_string().contains("aborted"),
+        "{again}"
+    );
+    drop(groups);
+}
+
+#[test]
+fn bad_input_is_an_error_before_any_byte_moves() {
+    let out = ProcessGroup::run_threads(3, GroupOptions::default(), |g| {
+        let r = g.rank();
+        let mut f = vec![1.0f32; 6];
+        let e = g.all_reduce(&mut f, ReduceOp::BXor).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidOp { .. }) && e.to_string().contains("bxor"),
+            "{e}"
+        );
+        let mut c = vec![num_complex::Complex::new(1.0f64, 1.0); 3];
+        assert!(
+            g.all_reduce(&mut c, ReduceOp::Max)
+                .unwrap_err()
+                .to_string()
+                .contains("complex")
+        );
+        let e = g.broadcast(&mut f, 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid argument: broadcast: root 3 is outside the group of 3 ranks"
+        );
+        let e = g.reduce(&mut f, ReduceOp::Sum, 7).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("root 7 is outside the group of 3 ranks"),
+            "{e}"
+        );
+        let e = g.send(&f, 5, 0).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("send: rank 5 is outside the group of 3 ranks"),
+            "{e}"
+        );
+        let e = g.recv(&mut f, r, 0).unwrap_err();
+        assert!(e.to_string().contains("is this rank"), "{e}");
+        let mut small = vec![0.0f32; 5];
+        let e = g.all_gather(&f, &mut small).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("all_gather: output (group size x input): expected 18 elements, got 5"),
+            "{e}"
+        );
+        let e = g.reduce_scatter(&f, &mut small, ReduceOp::Sum).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "reduce_scatter: input (group size x output): expected 15 elements, got 6"
+            ),
+            "{e}"
+        );
+        let e = g.all_to_all(&f[..5], &mut small).unwrap_err();
+        assert!(
+            e.to_string().contains("multiple of the group size 3"),
+            "{e}"
+        );
+        let e = g
+            .all_reduce_into(&f, &mut small, ReduceOp::Sum)
+            .unwrap_err();
+        assert!(e.to_string().contains("expected 6 elements, got 5"), "{e}");
+        assert!(
+            g.new_group(&[0, 3])
+                .unwrap_err()
+                .to_string()
+                .contains("rank 3 is outside the parent group")
+        );
+        // None of that broke the group: a real op still works on every rank.
+        let mut v = vec![r as u64 + 1; 4];
+        g.all_reduce(&mut v, ReduceOp::Sum).unwrap();
+        assert_eq!(v, vec![6; 4]);
+        let _ = DataType::F32;
+        true
+    })
+    .unwrap();
+    assert_eq!(out, vec![true; 3]);
+}
+
+#[test]
+fn bad_environment_and_second_init_are_clear_errors() {
+    if ranks::worker_rank().is_some() {
+        let r = ranks::worker_rank().unwrap();
+        let g = tutti::init().unwrap();
+        let e = tutti::init().unwrap_err();
+        assert!(e.to_string().contains("already initialized"), "{e}");
+        g.barrier().unwrap();
+        if r == 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        return;
+    }
+    ranks::run_ranks(
+        "bad_environment_and_second_init_are_clear_errors",
+        2,
+        &env("auto", "ring"),
+        Duration::from_secs(60),
+    );
+    // Unknown names in the environment, checked in a child with the variable set.
+    let outs = ranks::wait_all(
+        ranks::spawn(
+            "unknown_transport_name_worker",
+            1,
+            &[("TUTTI_TRANSPORT", "carrier-pigeon".into())],
+        ),
+        Duration::from_secs(60),
+    );
+    ranks::check_success("unknown transport", &outs);
+}
+
+#[test]
+fn unknown_transport_name_worker() {
+    if ranks::worker_rank().is_none() {
+        return; // Runs only as the child of bad_environment_and_second_init_are_clear_errors.
+    }
+    let e = GroupOptions::from_env().unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("unknown transport \"carrier-pigeon\""),
+        "{e}"
+    );
+    let e = "smoke".parse::<Algo>().unwrap_err();
+    assert!(e.to_string().contains("unknown algorithm \"smoke\""), "{e}");
+    let _ = TransportChoice::Auto;
+}
+
+#[test]
+fn tutti_check_names_the_first_rank_that_differs() {
+    let out = ProcessGroup::run_threads(
+        3,
+        GroupOptions {
+            check: true,
+            ..GroupOptions::default()
+        },
+        |g| {
+            let count = if g.rank() == 2 { 5 } else { 4 };
+            let mut v = vec![1.0f32; count];
+            g.all_reduce(&mut v, ReduceOp::Sum).unwrap_err().to_string()
+        },
+    )
+    .unwrap();
+    for msg in out {
+        assert!(
+            msg.contains("rank 2 called all_reduce(count=5")
+                && msg.contains("rank 0 called all_reduce(count=4"),
+            "{msg}"
+        );
+    }
+}
