@@ -48,6 +48,7 @@ matrix_test!(shm_ring_3_processes, 3, "shm", "ring", Level::Reduced);
 matrix_test!(shm_tree_4_processes, 4, "shm", "tree", Level::Reduced);
 matrix_test!(shm_ring_5_processes, 5, "shm", "ring", Level::Reduced);
 matrix_test!(shm_tree_8_processes, 8, "shm", "tree", Level::Reduced);
+matrix_test!(shm_direct_4_processes, 4, "shm", "direct", Level::Reduced);
 matrix_test!(tcp_ring_2_processes, 2, "tcp", "ring", Level::Reduced);
 matrix_test!(tcp_tree_3_processes, 3, "tcp", "tree", Level::Reduced);
 matrix_test!(single_process_group, 1, "auto", "ring", Level::Full);
@@ -371,4 +372,119 @@ fn tutti_check_names_the_first_rank_that_differs() {
             "{msg}"
         );
     }
+}
+
+#[test]
+fn raw_pointer_layer_matches_the_typed_api() {
+    use std::ffi::c_void;
+    use tutti::group::MemoryKind;
+    let out = ProcessGroup::run_threads(2, GroupOptions::default(), |g| {
+        let r = g.rank() as f32;
+        let send: Vec<f32> = (0..100).map(|i| i as f32 + r).collect();
+        let mut recv = vec![0f32; 100];
+        // SAFETY: both buffers hold 100 f32 and outlive the call.
+        unsafe {
+            g.all_reduce_raw(
+                send.as_ptr().cast(),
+                recv.as_mut_ptr().cast(),
+                100,
+                DataType::F32,
+                ReduceOp::Sum,
+                MemoryKind::Host,
+            )
+            .unwrap();
+        }
+        assert!(
+            recv.iter()
+                .enumerate()
+                .all(|(i, v)| *v == 2.0 * i as f32 + 1.0)
+        );
+        let mut inplace = send.clone();
+        let p = inplace.as_mut_ptr() as *mut c_void;
+        // SAFETY: in place: the same buffer for send and recv.
+        unsafe {
+            g.all_reduce_raw(p, p, 100, DataType::F32, ReduceOp::Max, MemoryKind::Host)
+                .unwrap()
+        };
+        assert!(
+            inplace
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == i as f32 + 1.0)
+        );
+        let mut gathered = vec![0f32; 200];
+        // SAFETY: 100 in, 200 out.
+        unsafe {
+            g.all_gather_raw(
+                send.as_ptr().cast(),
+                gathered.as_mut_ptr().cast(),
+                100,
+                DataType::F32,
+                MemoryKind::Host,
+            )
+            .unwrap()
+        };
+        assert_eq!(gathered[100], 1.0);
+        let mut block = vec![0f32; 50];
+        // SAFETY: 100 in, 50 out.
+        unsafe {
+            g.reduce_scatter_raw(
+                send.as_ptr().cast(),
+                block.as_mut_ptr().cast(),
+                50,
+                DataType::F32,
+                ReduceOp::Sum,
+                MemoryKind::Host,
+            )
+            .unwrap()
+        };
+        let k = g.rank() * 50;
+        assert!(
+            block
+                .iter()
+                .enumerate()
+                .all(|(i, v)| *v == 2.0 * (k + i) as f32 + 1.0)
+        );
+        let mut b = vec![r; 8];
+        // SAFETY: 8 f32.
+        unsafe {
+            g.broadcast_raw(b.as_mut_ptr().cast(), 8, DataType::F32, 1, MemoryKind::Host)
+                .unwrap()
+        };
+        assert_eq!(b, vec![1.0; 8]);
+        // Bad input: null pointers, device memory, invalid (dtype, op).
+        // SAFETY: the calls are rejected before touching memory.
+        let e = unsafe {
+            g.all_reduce_raw(
+                std::ptr::null(),
+                std::ptr::null_mut(),
+                4,
+                DataType::F32,
+                ReduceOp::Sum,
+                MemoryKind::Host,
+            )
+        }
+        .unwrap_err();
+        assert!(e.to_string().contains("send is null with count 4"), "{e}");
+        // SAFETY: as above.
+        let e = unsafe {
+            g.broadcast_raw(
+                b.as_mut_ptr().cast(),
+                8,
+                DataType::F32,
+                0,
+                MemoryKind::Cuda { device: 0 },
+            )
+        }
+        .unwrap_err();
+        assert!(e.to_string().contains("CUDA device 0"), "{e}");
+        // SAFETY: as above.
+        let e =
+            unsafe { g.all_reduce_raw(p, p, 100, DataType::F32, ReduceOp::BAnd, MemoryKind::Host) }
+                .unwrap_err();
+        assert!(matches!(e, Error::InvalidOp { .. }), "{e}");
+        true
+    })
+    .unwrap();
+    assert_eq!(out, vec![true, true]);
 }

@@ -51,6 +51,19 @@ fn inproc_tree_every_world_size() {
 }
 
 #[test]
+fn inproc_direct_and_tuned() {
+    for n in [2, 5] {
+        run(n, opts(Algo::Direct, TransportChoice::Shm), Level::Reduced);
+    }
+    // The tuner's own choices (direct, tree, ring by size), default chunk.
+    let tuned = GroupOptions {
+        timeout: Duration::from_secs(120),
+        ..GroupOptions::default()
+    };
+    run(4, tuned, Level::Reduced);
+}
+
+#[test]
 fn tcp_threads_ring_and_tree() {
     run(3, opts(Algo::Ring, TransportChoice::Tcp), Level::Reduced);
     run(4, opts(Algo::Tree, TransportChoice::Tcp), Level::Reduced);

@@ -28,20 +28,19 @@ pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer
         .max()
         .unwrap_or(0);
     let (next, prev, dl) = (ring.next(), ring.prev(), ring.deadline);
-    let at = |k: isize| ring.offset(k);
+    let (rank, nn) = (ring.rank as isize, n as isize);
+    let at = move |k: isize| ((rank + k) % nn + nn) as usize % n;
     let mine = at(0);
     let final_rs = at(1);
     let last_ag = at(2 - n as isize);
-    let middle: Vec<usize> = (1..n - 1).map(|k| at(-(k as isize))).collect();
-    let gather: Vec<usize> = (1..n - 1).map(|k| at(1 - k as isize)).collect();
     for c in 0..rounds {
         let (tx, rx) = ring.links.pair(next, prev)?;
         let s = chunk_range(&seg(mine), chunk, c);
         if !s.is_empty() {
             ops::send(tx, &buf[s], chunk, dl)?;
         }
-        for &i in &middle {
-            let s = chunk_range(&seg(i), chunk, c);
+        for k in 1..n - 1 {
+            let s = chunk_range(&seg(at(-(k as isize))), chunk, c);
             if !s.is_empty() {
                 ops::recv_reduce_send(rx, tx, &buf[s], reducer, dl)?;
             }
@@ -50,8 +49,8 @@ pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer
         if !s.is_empty() {
             ops::recv_reduce_copy_send(rx, tx, &mut buf[s], reducer, dl)?;
         }
-        for &i in &gather {
-            let s = chunk_range(&seg(i), chunk, c);
+        for k in 1..n - 1 {
+            let s = chunk_range(&seg(at(1 - k as isize)), chunk, c);
             if !s.is_empty() {
                 ops::recv_copy_send(rx, tx, &mut buf[s], dl)?;
             }

@@ -6,15 +6,15 @@ use std::fmt;
 use std::time::Duration;
 
 use super::Inner;
-use crate::{DataType, Error, Result};
+use crate::{DataType, Error, ReduceOp, Result};
 
 /// What one rank called.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Desc {
     pub dtype: Option<DataType>,
     pub count: usize,
     pub root: Option<usize>,
-    pub op: Option<String>,
+    pub op: Option<ReduceOp>,
 }
 
 impl Desc {
@@ -22,7 +22,7 @@ impl Desc {
         dtype: Option<DataType>,
         count: usize,
         root: Option<usize>,
-        op: Option<String>,
+        op: Option<ReduceOp>,
     ) -> Self {
         Desc {
             dtype,

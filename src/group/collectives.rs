@@ -138,12 +138,7 @@ impl ProcessGroup {
                 size: dtype.size(),
             });
         }
-        let desc = Desc::new(
-            Some(dtype),
-            buf.len() / dtype.size(),
-            None,
-            Some(op.to_string()),
-        );
+        let desc = Desc::new(Some(dtype), buf.len() / dtype.size(), None, Some(op));
         self.run("all_reduce", desc, |links, dl| {
             let plan = self.plan(links, buf.len(), true);
             tracing::trace!(
@@ -153,7 +148,12 @@ impl ProcessGroup {
                 "all_reduce plan"
             );
             match plan.algo {
-                Algo::Ring => {
+                Algo::Direct if buf.len() <= links.max_message => tutti_ring::all_reduce_direct(
+                    &mut self.ring(links, plan.chunk, dl),
+                    buf,
+                    &reducer,
+                ),
+                Algo::Ring | Algo::Direct => {
                     tutti_ring::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, &reducer)
                 }
                 Algo::Tree => {
@@ -180,7 +180,7 @@ impl ProcessGroup {
         self.run("broadcast", desc, |links, dl| {
             let plan = self.plan(links, buf.len(), true);
             match plan.algo {
-                Algo::Ring => {
+                Algo::Ring | Algo::Direct => {
                     tutti_ring::broadcast(&mut self.ring(links, plan.chunk, dl), buf, root)
                 }
                 Algo::Tree => {
@@ -203,13 +203,13 @@ impl ProcessGroup {
             Some(dtype),
             input.len() / dtype.size(),
             Some(root),
-            Some(op.to_string()),
+            Some(op),
         );
         self.run("reduce", desc, |links, dl| {
             let plan = self.plan(links, input.len(), true);
             let out: &mut [u8] = if is_root { &mut *bytes } else { &mut [] };
             match plan.algo {
-                Algo::Ring => tutti_ring::reduce(
+                Algo::Ring | Algo::Direct => tutti_ring::reduce(
                     &mut self.ring(links, plan.chunk, dl),
                     &input,
                     out,
@@ -268,7 +268,7 @@ impl ProcessGroup {
                 input.len(),
             ));
         }
-        let desc = Desc::new(Some(T::DTYPE), output.len(), None, Some(op.to_string()));
+        let desc = Desc::new(Some(T::DTYPE), output.len(), None, Some(op));
         let (inb, outb): (&[u8], &mut [u8]) = (
             bytemuck::cast_slice(input),
             bytemuck::cast_slice_mut(output),

@@ -28,6 +28,7 @@ mod init;
 mod links;
 mod options;
 mod p2p;
+mod raw;
 mod subgroup;
 mod tuner;
 mod work;
@@ -42,6 +43,7 @@ pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
 pub use options::{Algo, DEFAULT_OP_TIMEOUT, GroupOptions, TransportChoice};
+pub use raw::MemoryKind;
 pub use tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
 pub use work::Work;
 

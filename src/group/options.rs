@@ -41,6 +41,9 @@ pub enum Algo {
     Ring,
     /// Double binary tree (all_reduce), binary tree (broadcast, reduce).
     Tree,
+    /// One hop: every rank sends its buffer to every other and reduces locally in
+    /// rank order (all_reduce of small buffers).
+    Direct,
 }
 
 impl Algo {
@@ -49,6 +52,7 @@ impl Algo {
         match self {
             Algo::Ring => "ring",
             Algo::Tree => "tree",
+            Algo::Direct => "direct",
         }
     }
 }
@@ -59,8 +63,9 @@ impl FromStr for Algo {
         match s.trim().to_ascii_lowercase().as_str() {
             "ring" => Ok(Algo::Ring),
             "tree" => Ok(Algo::Tree),
+            "direct" => Ok(Algo::Direct),
             other => Err(Error::InvalidArgument(format!(
-                "unknown algorithm {other:?} (TUTTI_ALGO expects ring or tree)"
+                "unknown algorithm {other:?} (TUTTI_ALGO expects ring, tree or direct)"
             ))),
         }
     }

@@ -46,12 +46,7 @@ impl ProcessGroup {
     pub fn send<T: Element>(&self, buf: &[T], dst: usize, tag: u32) -> Result<()> {
         self.check_peer("send", dst)?;
         let data: &[u8] = bytemuck::cast_slice(buf);
-        let desc = Desc::new(
-            Some(T::DTYPE),
-            buf.len(),
-            Some(dst),
-            Some(format!("tag {tag}")),
-        );
+        let desc = Desc::new(Some(T::DTYPE), buf.len(), Some(dst), None);
         self.run_p2p("send", desc, |links, dl| {
             let (tx, _) = links.pair(dst, dst)?;
             let chunk = tx.max_message();
@@ -64,12 +59,7 @@ impl ProcessGroup {
     /// and `buf`'s length.
     pub fn recv<T: Element>(&self, buf: &mut [T], src: usize, tag: u32) -> Result<()> {
         self.check_peer("recv", src)?;
-        let desc = Desc::new(
-            Some(T::DTYPE),
-            buf.len(),
-            Some(src),
-            Some(format!("tag {tag}")),
-        );
+        let desc = Desc::new(Some(T::DTYPE), buf.len(), Some(src), None);
         let out: &mut [u8] = bytemuck::cast_slice_mut(buf);
         let want = out.len() as u64;
         self.run_p2p("recv", desc, |links, dl| {

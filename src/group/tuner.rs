@@ -7,7 +7,11 @@
 //!   `T_ring = (2(n-1) + k_seg - 1) * (alpha + c * beta)`, `k_seg = S/(n c)`;
 //! - double binary tree all_reduce: up and down a tree of depth `d = ceil(log2 n)`,
 //!   each tree carrying `S/2`, interior ranks forwarding to two children:
-//!   `T_tree = (2d + k_half - 1) * (alpha + 2 c beta)`, `k_half = S/(2c)`.
+//!   `T_tree = (2d + k_half - 1) * (alpha + 2 c beta)`, `k_half = S/(2c)`;
+//! - direct (one hop) all_reduce, for buffers that fit one message: every rank sends
+//!   `S` to each of the `n - 1` others and folds all `n` buffers itself:
+//!   `T_direct = alpha + (n-1) S (beta + gamma)`, against the ring's reduction work of
+//!   `2 (n-1)/n S gamma`, with `gamma` the reduction cost per byte.
 //!
 //! The ring wins on bandwidth (each byte crosses each link ~twice), the tree on
 //! latency for many ranks (`log n` instead of `n` hops). The chunk is the largest the
@@ -24,6 +28,9 @@ pub struct LinkCost {
     /// Seconds per byte.
     pub beta: f64,
 }
+
+/// Seconds per byte of CPU reduction (~15 GB/s, in cache).
+const GAMMA: f64 = 1.0 / 15e9;
 
 impl LinkCost {
     /// Shared memory, measured on a 2-core host: ~1 us per hop when ranks have
@@ -68,19 +75,24 @@ pub fn plan_all_reduce(
         .min(max_message)
         .max(16);
     let algo = forced.0.unwrap_or_else(|| {
-        if n <= 2 {
-            // Both schedules make the same two hops; the ring splits the work evenly.
-            return Algo::Ring;
-        }
         let c = chunk as f64;
         let s = bytes as f64;
         let nf = n as f64;
         let k_seg = (s / (nf * c)).ceil().max(1.0);
-        let ring = (2.0 * (nf - 1.0) + k_seg - 1.0) * (cost.alpha + c.min(s / nf) * cost.beta);
-        let d = (nf.log2()).ceil();
+        let ring = (2.0 * (nf - 1.0) + k_seg - 1.0) * (cost.alpha + c.min(s / nf) * cost.beta)
+            + 2.0 * (nf - 1.0) / nf * s * GAMMA;
+        let d = nf.log2().ceil();
         let k_half = (s / (2.0 * c)).ceil().max(1.0);
-        let tree = (2.0 * d + k_half - 1.0) * (cost.alpha + 2.0 * c.min(s / 2.0) * cost.beta);
-        if tree < ring { Algo::Tree } else { Algo::Ring }
+        let tree =
+            (2.0 * d + k_half - 1.0) * (cost.alpha + 2.0 * c.min(s / 2.0) * cost.beta) + s * GAMMA;
+        let direct = cost.alpha + (nf - 1.0) * s * (cost.beta + GAMMA);
+        if bytes <= max_message && n <= 16 && direct <= ring.min(tree) {
+            Algo::Direct
+        } else if n > 2 && tree < ring {
+            Algo::Tree
+        } else {
+            Algo::Ring
+        }
     });
     Plan { algo, chunk }
 }
@@ -98,21 +110,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_messages_on_many_ranks_take_the_tree_large_ones_the_ring() {
-        let c = LinkCost::tcp();
-        assert_eq!(
-            plan_all_reduce(8, 8, c, 1 << 19, (None, None)).algo,
-            Algo::Tree
-        );
-        assert_eq!(
-            plan_all_reduce(256 << 20, 8, c, 1 << 19, (None, None)).algo,
-            Algo::Ring
-        );
-        assert_eq!(
-            plan_all_reduce(8, 2, c, 1 << 19, (None, None)).algo,
-            Algo::Ring
-        );
-        let forced = plan_all_reduce(256 << 20, 8, c, 1 << 19, (Some(Algo::Tree), Some(4096)));
+    fn small_messages_go_direct_mid_sizes_on_many_ranks_the_tree_large_ones_the_ring() {
+        let tcp = LinkCost::tcp();
+        let shm = LinkCost::shm(false);
+        let plan = |b: usize, n: usize, c: LinkCost, m: usize| {
+            plan_all_reduce(b, n, c, m, (None, None)).algo
+        };
+        assert_eq!(plan(8, 8, tcp, 1 << 19), Algo::Direct);
+        assert_eq!(plan(8, 2, shm, 1 << 16), Algo::Direct);
+        assert_eq!(plan(1 << 20, 16, tcp, 1 << 19), Algo::Tree);
+        assert_eq!(plan(256 << 20, 8, tcp, 1 << 19), Algo::Ring);
+        assert_eq!(plan(4 << 20, 2, shm, 1 << 16), Algo::Ring);
+        // Too large for one message: never direct.
+        assert_ne!(plan(1 << 20, 2, shm, 1 << 16), Algo::Direct);
+        let forced = plan_all_reduce(256 << 20, 8, tcp, 1 << 19, (Some(Algo::Tree), Some(4096)));
         assert_eq!(
             forced,
             Plan {

@@ -1,0 +1,263 @@
+//! The raw layer for frameworks that own their memory: collectives on pointers with a
+//! count, a [`DataType`] and a [`MemoryKind`], like NCCL's C API.
+
+use std::ffi::c_void;
+
+use half::{bf16, f16};
+use num_complex::Complex;
+
+use super::ProcessGroup;
+use crate::{DataType, Element, Error, F8E4M3, F8E5M2, ReduceOp, Result};
+
+/// Where a raw buffer lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Host (CPU) memory.
+    Host,
+    /// Memory of CUDA device `device` (the GPU path; see the GPU module).
+    Cuda {
+        /// The CUDA device ordinal.
+        device: usize,
+    },
+}
+
+/// Runs `$body` with `$t` bound to the Rust element type of `$dtype`.
+macro_rules! with_element {
+    ($dtype:expr, $t:ident, $body:block) => {
+        match $dtype {
+            DataType::I8 => {
+                type $t = i8;
+                $body
+            }
+            DataType::U8 => {
+                type $t = u8;
+                $body
+            }
+            DataType::I32 => {
+                type $t = i32;
+                $body
+            }
+            DataType::U32 => {
+                type $t = u32;
+                $body
+            }
+            DataType::I64 => {
+                type $t = i64;
+                $body
+            }
+            DataType::U64 => {
+                type $t = u64;
+                $body
+            }
+            DataType::F16 => {
+                type $t = f16;
+                $body
+            }
+            DataType::BF16 => {
+                type $t = bf16;
+                $body
+            }
+            DataType::F32 => {
+                type $t = f32;
+                $body
+            }
+            DataType::F64 => {
+                type $t = f64;
+                $body
+            }
+            DataType::F8E4M3 => {
+                type $t = F8E4M3;
+                $body
+            }
+            DataType::F8E5M2 => {
+                type $t = F8E5M2;
+                $body
+            }
+            DataType::C64 => {
+                type $t = Complex<f32>;
+                $body
+            }
+            DataType::C128 => {
+                type $t = Complex<f64>;
+                $body
+            }
+        }
+    };
+}
+
+fn host_only(what: &str, memory: MemoryKind) -> Result<()> {
+    match memory {
+        MemoryKind::Host => Ok(()),
+        MemoryKind::Cuda { device } => Err(Error::InvalidArgument(format!(
+            "{what}: buffers on CUDA device {device} are not supported by the host collectives; use the GPU path"
+        ))),
+    }
+}
+
+fn check_ptr(
+    what: &str,
+    name: &str,
+    p: *const c_void,
+    count: usize,
+    dtype: DataType,
+) -> Result<()> {
+    if count > 0 && p.is_null() {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: {name} is null with count {count}"
+        )));
+    }
+    if count
+        .checked_mul(dtype.size())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: count {count} of {dtype} overflows the address space"
+        )));
+    }
+    // Complex numbers align like their parts.
+    let align = if dtype.is_complex() {
+        dtype.size() / 2
+    } else {
+        dtype.size()
+    };
+    if count > 0 && !(p as usize).is_multiple_of(align) {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: {name} is not aligned for {dtype} elements"
+        )));
+    }
+    Ok(())
+}
+
+/// # Safety
+/// `p` is valid for `count` elements of `T` for `'a` (checked non-null and aligned).
+unsafe fn slice<'a, T: Element>(p: *const c_void, count: usize) -> &'a [T] {
+    if count == 0 {
+        return &[];
+    }
+    // SAFETY: forwarded from the caller: `p` points to `count` initialised `T`s,
+    // valid and not mutated elsewhere for 'a.
+    unsafe { std::slice::from_raw_parts(p as *const T, count) }
+}
+
+/// # Safety
+/// `p` is valid for writes of `count` elements of `T` for `'a`, and not aliased.
+unsafe fn slice_mut<'a, T: Element>(p: *mut c_void, count: usize) -> &'a mut [T] {
+    if count == 0 {
+        return &mut [];
+    }
+    // SAFETY: forwarded from the caller: `p` points to `count` `T`s this call may
+    // read and write exclusively for 'a.
+    unsafe { std::slice::from_raw_parts_mut(p as *mut T, count) }
+}
+
+impl ProcessGroup {
+    /// All-reduce of `count` elements from `send` into `recv` (in place when they
+    /// are equal).
+    ///
+    /// # Safety
+    /// `send` must be valid for reads and `recv` for writes of `count` elements of
+    /// `dtype` for the duration of the call, aligned for the element type; the two
+    /// must be equal or not overlap, and nothing else may access `recv` meanwhile.
+    pub unsafe fn all_reduce_raw(
+        &self,
+        send: *const c_void,
+        recv: *mut c_void,
+        count: usize,
+        dtype: DataType,
+        op: ReduceOp,
+        memory: MemoryKind,
+    ) -> Result<()> {
+        op.check(dtype)?;
+        host_only("all_reduce_raw", memory)?;
+        check_ptr("all_reduce_raw", "send", send, count, dtype)?;
+        check_ptr("all_reduce_raw", "recv", recv, count, dtype)?;
+        with_element!(dtype, T, {
+            // SAFETY: the caller guarantees `recv` (and `send`) for `count` Ts.
+            let out: &mut [T] = unsafe { slice_mut(recv, count) };
+            if !std::ptr::eq(send, recv as *const c_void) {
+                // SAFETY: as above; distinct from `recv` by the caller's contract.
+                let input: &[T] = unsafe { slice(send, count) };
+                out.copy_from_slice(input);
+            }
+            self.all_reduce(out, op)
+        })
+    }
+
+    /// Broadcast of `count` elements of the root's `buf`.
+    ///
+    /// # Safety
+    /// `buf` must be valid for reads and writes of `count` elements of `dtype`,
+    /// aligned, and not accessed elsewhere during the call.
+    pub unsafe fn broadcast_raw(
+        &self,
+        buf: *mut c_void,
+        count: usize,
+        dtype: DataType,
+        root: usize,
+        memory: MemoryKind,
+    ) -> Result<()> {
+        host_only("broadcast_raw", memory)?;
+        check_ptr("broadcast_raw", "buf", buf, count, dtype)?;
+        with_element!(dtype, T, {
+            // SAFETY: the caller's contract for `buf`.
+            let b: &mut [T] = unsafe { slice_mut(buf, count) };
+            self.broadcast(b, root)
+        })
+    }
+
+    /// All-gather: `count` elements from each rank's `send` into `recv`
+    /// (`size * count` elements).
+    ///
+    /// # Safety
+    /// `send` valid for reads of `count` elements, `recv` for writes of
+    /// `size * count`, aligned, not overlapping, for the duration of the call.
+    pub unsafe fn all_gather_raw(
+        &self,
+        send: *const c_void,
+        recv: *mut c_void,
+        count: usize,
+        dtype: DataType,
+        memory: MemoryKind,
+    ) -> Result<()> {
+        host_only("all_gather_raw", memory)?;
+        let total = count.checked_mul(self.size()).ok_or_else(|| {
+            Error::InvalidArgument("all_gather_raw: count x group size overflows".into())
+        })?;
+        check_ptr("all_gather_raw", "send", send, count, dtype)?;
+        check_ptr("all_gather_raw", "recv", recv, total, dtype)?;
+        with_element!(dtype, T, {
+            // SAFETY: the caller's contract for `send` and `recv`.
+            let (i, o): (&[T], &mut [T]) = unsafe { (slice(send, count), slice_mut(recv, total)) };
+            self.all_gather(i, o)
+        })
+    }
+
+    /// Reduce-scatter: each rank's `send` (`size * count` elements) is reduced and
+    /// block `rank` of the result (`count` elements) lands in `recv`.
+    ///
+    /// # Safety
+    /// `send` valid for reads of `size * count` elements, `recv` for writes of
+    /// `count`, aligned, not overlapping, for the duration of the call.
+    pub unsafe fn reduce_scatter_raw(
+        &self,
+        send: *const c_void,
+        recv: *mut c_void,
+        count: usize,
+        dtype: DataType,
+        op: ReduceOp,
+        memory: MemoryKind,
+    ) -> Result<()> {
+        op.check(dtype)?;
+        host_only("reduce_scatter_raw", memory)?;
+        let total = count.checked_mul(self.size()).ok_or_else(|| {
+            Error::InvalidArgument("reduce_scatter_raw: count x group size overflows".into())
+        })?;
+        check_ptr("reduce_scatter_raw", "send", send, total, dtype)?;
+        check_ptr("reduce_scatter_raw", "recv", recv, count, dtype)?;
+        with_element!(dtype, T, {
+            // SAFETY: the caller's contract for `send` and `recv`.
+            let (i, o): (&[T], &mut [T]) = unsafe { (slice(send, total), slice_mut(recv, count)) };
+            self.reduce_scatter(i, o, op)
+        })
+    }
+}
