@@ -31,13 +31,21 @@ pub fn all_reduce_direct(
         let (tx, _) = ring.links.pair(to, to)?;
         ops::send(tx, buf, chunk, dl)?;
     }
-    let mut acc = vec![0u8; buf.len()];
+    // Small buffers fold on the stack: no allocation on the latency path.
+    let mut stack = [0u8; 1024];
+    let mut heap = Vec::new();
+    let acc: &mut [u8] = if buf.len() <= stack.len() {
+        &mut stack[..buf.len()]
+    } else {
+        heap.resize(buf.len(), 0);
+        &mut heap
+    };
     for p in 0..n {
         if p == me {
             if p == 0 {
                 acc.copy_from_slice(buf);
             } else {
-                reducer.reduce_inplace(&mut acc, buf).map_err(|detail| {
+                reducer.reduce_inplace(acc, buf).map_err(|detail| {
                     tutti_transport::TransportError::Reduce {
                         peer: format!("rank {me} (local)"),
                         detail,
@@ -48,11 +56,11 @@ pub fn all_reduce_direct(
         }
         let (_, rx) = ring.links.pair(p, p)?;
         if p == 0 {
-            ops::recv(rx, &mut acc, dl)?;
+            ops::recv(rx, acc, dl)?;
         } else {
-            ops::recv_reduce(rx, &mut acc, reducer, dl)?;
+            ops::recv_reduce(rx, acc, reducer, dl)?;
         }
     }
-    buf.copy_from_slice(&acc);
+    buf.copy_from_slice(acc);
     Ok(())
 }

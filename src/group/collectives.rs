@@ -49,7 +49,7 @@ impl ProcessGroup {
         if links.any_tcp {
             LinkCost::tcp()
         } else {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let cores = tutti_transport::cores();
             LinkCost::shm(self.inner.local_ranks > cores)
         }
     }

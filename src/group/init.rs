@@ -129,6 +129,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             links: Mutex::new(links),
             seq: AtomicU64::new(0),
             failed: Mutex::new(None),
+            has_failed: std::sync::atomic::AtomicBool::new(false),
             abort,
             opts: spec.opts,
             worker: Worker::new(),

@@ -73,6 +73,8 @@ struct Inner {
     links: Mutex<LinkTable>,
     seq: AtomicU64,
     failed: Mutex<Option<String>>,
+    /// `failed.is_some()`, readable without the lock on the hot path.
+    has_failed: std::sync::atomic::AtomicBool,
     abort: AbortHandle,
     opts: GroupOptions,
     worker: Worker,
@@ -210,6 +212,9 @@ impl Inner {
     }
 
     fn check_usable(&self) -> Result<()> {
+        if !self.has_failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if let Some(reason) = self
             .failed
             .lock()
@@ -226,6 +231,7 @@ impl Inner {
         if f.is_none() {
             tracing::warn!(group = %self.name, rank = self.rank, %reason, "process group failed");
             *f = Some(reason);
+            self.has_failed.store(true, Ordering::Release);
         }
     }
 

@@ -114,6 +114,8 @@ pub(crate) struct Worker {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     pending: Arc<(Mutex<u64>, Condvar)>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set once the first job was queued.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -122,6 +124,7 @@ impl Worker {
             tx: Mutex::new(None),
             pending: Arc::new((Mutex::new(0), Condvar::new())),
             thread: Mutex::new(None),
+            started: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -147,6 +150,8 @@ impl Worker {
             *tx = Some(s);
         }
         *self.pending.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.started
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Some(s) = tx.as_ref()
             && let Err(mpsc::SendError(job)) = s.send(job)
         {
@@ -159,6 +164,10 @@ impl Worker {
     /// Waits until every submitted job has run.
     pub(crate) fn drain(&self) {
         if ON_WORKER.with(|w| w.get()) {
+            return;
+        }
+        // Fast path: no asynchronous operation was ever queued.
+        if !self.started.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         let (m, cv) = &*self.pending;

@@ -37,4 +37,4 @@ pub use error::{Result, TransportError};
 pub use link::{Injected, Link, Links, Message, RecvHalf, RemoteRead, SendHalf};
 pub use reducer::ByteReducer;
 pub use rendezvous::Rendezvous;
-pub use wait::{AbortHandle, WaitPolicy};
+pub use wait::{AbortHandle, WaitPolicy, cores};

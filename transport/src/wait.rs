@@ -31,8 +31,7 @@ impl WaitPolicy {
     /// Spin long when every rank has a core of its own, barely at all when ranks
     /// outnumber cores. `TUTTI_SPIN` / `TUTTI_YIELDS` override the counts.
     pub fn for_local_ranks(local_ranks: usize) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut p = if local_ranks <= cores {
+        let mut p = if local_ranks <= cores() {
             // ~1 ms of polling before yielding: hand-offs between ranks that each
             // have a core stay sub-microsecond without burning a core for long
             // when the peer is descheduled.
@@ -41,8 +40,12 @@ impl WaitPolicy {
                 yields: 100,
             }
         } else {
+            // More ranks than cores: a spinning waiter steals the core its peer
+            // needs. Yield a few times (the peer likely runs next on this core),
+            // then sleep. Measured on 4 ranks / 2 cores: 8-byte all_reduce 3.7-4.5 us
+            // this way, 8.8 us with 200 spins, 90 us with 2000.
             WaitPolicy {
-                spins: 200,
+                spins: 0,
                 yields: 20,
             }
         };
@@ -54,6 +57,13 @@ impl WaitPolicy {
         }
         p
     }
+}
+
+/// CPUs this process may run on (read once: `available_parallelism` reads cgroup
+/// files on every call, tens of microseconds).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn env_u32(name: &str) -> Option<u32> {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench/campaign/run.sh - tutti vs the peers (Open MPI, MPICH, Gloo), interleaved.
+#
+#   bench/campaign/run.sh [REPEATS]        # default 3
+#
+# Each repeat runs the peers' suite once (../shared/peers/run_all.sh, REPEATS=1)
+# and then tutti's all_reduce (float32 sum) in the same four configurations:
+# shm and tcp, 2 and 4 ranks. Results land in $OUT (default
+# bench/campaign/out-<date>); summarize.py turns them into the side-by-side table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+peers=${PEERS_DIR:-$root/../shared/peers}
+REPEATS=${1:-3}
+OUT=${OUT:-$here/out-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+bench=$root/target/release/tutti-bench
+(cd "$root" && cargo build --release -q -p tutti-bench)
+
+log() { printf '[campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+tutti_cfg() { # name transport nranks
+    local name=$1 transport=$2 n=$3 f="$OUT/tutti-$1.rep$REP.txt"
+    log "tutti $name rep $REP"
+    {
+        echo "# config: tutti-$name  date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -b 8 -e 8 -n 20000 -w 2000
+        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -b 64K -e 1M -f 4 -n 400 -w 20
+        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -b 4M -e 256M -f 4 -n 10 -w 2
+    } >"$f" 2>&1
+}
+
+for REP in $(seq 1 "$REPEATS"); do
+    log "peers rep $REP"
+    RES="$OUT/peers-rep$REP" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
+    tutti_cfg shm-2 shm 2
+    tutti_cfg shm-4 shm 4
+    tutti_cfg tcp-2 tcp 2
+    tutti_cfg tcp-4 tcp 4
+done
+python3 "$here/summarize.py" "$OUT" | tee "$OUT/summary.md"
