@@ -488,3 +488,87 @@ fn raw_pointer_layer_matches_the_typed_api() {
     .unwrap();
     assert_eq!(out, vec![true, true]);
 }
+
+#[test]
+fn send_recv_with_tags_and_async_work() {
+    let out = ProcessGroup::run_threads(3, GroupOptions::default(), |g| {
+        let r = g.rank();
+        let next = (r + 1) % 3;
+        let prev = (r + 2) % 3;
+        // A ring of sends: even ranks send first, odd ranks receive first.
+        let mine: Vec<i64> = (0..1000).map(|i| i * 10 + r as i64).collect();
+        let mut got = vec![0i64; 1000];
+        if r % 2 == 0 {
+            g.send(&mine, next, 7).unwrap();
+            g.recv(&mut got, prev, 7).unwrap();
+        } else {
+            g.recv(&mut got, prev, 7).unwrap();
+            g.send(&mine, next, 7).unwrap();
+        }
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, v)| *v == i as i64 * 10 + prev as i64)
+        );
+        // Async: the work hands the buffer back.
+        let w = g.all_reduce_async(vec![r as u32 + 1; 64], ReduceOp::Sum);
+        let sum = w.wait().unwrap();
+        assert_eq!(sum, vec![6; 64]);
+        let w = g.barrier_async();
+        assert!(w.wait_timeout(Duration::from_secs(30)).unwrap());
+        assert!(w.is_completed() && w.error().is_none());
+        // A tag that does not match the next message is an error naming both tags.
+        if r == 0 {
+            g.send(&[1u8; 4], 1, 5).unwrap();
+            String::new()
+        } else if r == 1 {
+            let mut b = [0u8; 4];
+            g.recv(&mut b, 0, 6).unwrap_err().to_string()
+        } else {
+            String::new()
+        }
+    })
+    .unwrap();
+    assert!(
+        out[1].contains("recv expected tag 6") && out[1].contains("has tag 5"),
+        "{}",
+        out[1]
+    );
+}
+
+#[test]
+fn new_group_and_split_make_working_subgroups() {
+    let out = ProcessGroup::run_threads(5, GroupOptions::default(), |g| {
+        let r = g.rank();
+        // new_group of the odd ranks.
+        let odd = g.new_group(&[1, 3]).unwrap();
+        assert_eq!(odd.is_some(), r % 2 == 1);
+        let mut odd_sum = None;
+        if let Some(sub) = &odd {
+            assert_eq!(sub.size(), 2);
+            assert_eq!(sub.global_rank(sub.rank()), Some(r));
+            let mut v = vec![r as u64; 16];
+            sub.all_reduce(&mut v, ReduceOp::Sum).unwrap();
+            odd_sum = Some(v[0]);
+        }
+        // split by parity, ordered by descending parent rank (key = -rank).
+        let part = g.split(Some((r % 2) as u32), -(r as i64)).unwrap().unwrap();
+        let want_size = if r % 2 == 0 { 3 } else { 2 };
+        assert_eq!(part.size(), want_size);
+        let mut ranks = vec![0u64; part.size()];
+        part.all_gather(&[r as u64], &mut ranks).unwrap();
+        // A rank outside every colour gets no group.
+        let none = g.split(if r == 4 { None } else { Some(0) }, 0).unwrap();
+        assert_eq!(none.is_none(), r == 4);
+        // The parent group still works after its sub-groups.
+        let mut v = vec![1u32; 8];
+        g.all_reduce(&mut v, ReduceOp::Sum).unwrap();
+        assert_eq!(v, vec![5; 8]);
+        (odd_sum, ranks)
+    })
+    .unwrap();
+    assert_eq!(out[1].0, Some(4));
+    assert_eq!(out[3].0, Some(4));
+    assert_eq!(out[0].1, vec![4, 2, 0]);
+    assert_eq!(out[1].1, vec![3, 1]);
+}
