@@ -1,4 +1,5 @@
-//! The `tutti` command line: `tutti run` (the launcher). Each subcommand is one
+//! The `tutti` command line: `tutti run` (the launcher) and `tutti bench` (the
+//! benchmark, the `tutti-bench` binary). Each subcommand is one
 //! variant of [`Command`] whose arguments live next to its implementation.
 
 use std::process::ExitCode;
@@ -13,10 +14,47 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size difference between the variants is harmless.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Launch workers on this host (torchrun-compatible): tutti run [flags] -- PROGRAM [ARGS...]
     Run(tutti::launch::cli::RunArgs),
+    /// Benchmark collectives (nccl-tests-compatible): runs the tutti-bench binary,
+    /// e.g. tutti bench all_reduce --nranks 2 -b 8 -e 64M (tutti bench --help)
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments passed to tutti-bench.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+/// `tutti bench ARGS`: execs `tutti-bench` from this executable's directory, else
+/// from PATH.
+fn bench(args: Vec<std::ffi::OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    const NAME: &str = "tutti-bench";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(NAME)))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(NAME))
+                .find(|p| p.is_file())
+        })
+    };
+    let Some(exe) = beside.or_else(on_path) else {
+        eprintln!(
+            "tutti bench: the {NAME} binary was not found next to this executable or on PATH; build it with cargo build --release -p tutti-bench"
+        );
+        return ExitCode::from(2);
+    };
+    let err = std::process::Command::new(&exe).args(args).exec();
+    eprintln!("tutti bench: cannot run {}: {err}", exe.display());
+    ExitCode::FAILURE
 }
 
 /// Logs to stderr: `RUST_LOG` if set, else the level in `TUTTI_DEBUG` (e.g. INFO),
@@ -47,5 +85,6 @@ fn main() -> ExitCode {
     init_tracing();
     match cli.command {
         Command::Run(args) => tutti::launch::cli::run(args),
+        Command::Bench { args } => bench(args),
     }
 }

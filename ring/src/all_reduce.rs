@@ -14,13 +14,48 @@ use crate::{ByteReducer, Result, Ring, check};
 /// the reduced segments travel around once more (recv-copy-send). Bus bandwidth
 /// factor `2 (n - 1) / n`.
 pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
-    let elem = reducer.element_size();
-    check(ring, "all_reduce", buf.len(), elem)?;
-    let n = ring.size;
-    if n == 1 || buf.is_empty() {
+    schedule(ring, None, buf, reducer)
+}
+
+/// Out-of-place [`all_reduce`]: reduces every rank's `input` into `output` (same
+/// length) without modifying `input`. Reads `input` chunk by chunk where the
+/// in-place schedule reads `buf`, so it moves no more bytes than the in-place one
+/// (no up-front copy of the whole buffer).
+pub fn all_reduce_into(
+    ring: &mut Ring<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> Result<()> {
+    if input.len() != output.len() {
+        return Err(crate::TransportError::InvalidArgument(format!(
+            "all_reduce: input of {} bytes, output of {}",
+            input.len(),
+            output.len()
+        )));
+    }
+    if ring.size == 1 {
+        check(ring, "all_reduce", input.len(), reducer.element_size())?;
+        output.copy_from_slice(input);
         return Ok(());
     }
-    let len = buf.len();
+    schedule(ring, Some(input), output, reducer)
+}
+
+/// The ring schedule; `input` is `None` in place (read from `out`).
+fn schedule(
+    ring: &mut Ring<'_>,
+    input: Option<&[u8]>,
+    out: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> Result<()> {
+    let elem = reducer.element_size();
+    check(ring, "all_reduce", out.len(), elem)?;
+    let n = ring.size;
+    if n == 1 || out.is_empty() {
+        return Ok(());
+    }
+    let len = out.len();
     let seg = |i: usize| segment(len, elem, n, i);
     let chunk = ring.chunk;
     let rounds = (0..n)
@@ -37,27 +72,38 @@ pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer
         let (tx, rx) = ring.links.pair(next, prev)?;
         let s = chunk_range(&seg(mine), chunk, c);
         if !s.is_empty() {
-            ops::send(tx, &buf[s], chunk, dl)?;
+            let local = match input {
+                Some(i) => &i[s],
+                None => &out[s],
+            };
+            ops::send(tx, local, chunk, dl)?;
         }
         for k in 1..n - 1 {
             let s = chunk_range(&seg(at(-(k as isize))), chunk, c);
             if !s.is_empty() {
-                ops::recv_reduce_send(rx, tx, &buf[s], reducer, dl)?;
+                let local = match input {
+                    Some(i) => &i[s],
+                    None => &out[s],
+                };
+                ops::recv_reduce_send(rx, tx, local, reducer, dl)?;
             }
         }
         let s = chunk_range(&seg(final_rs), chunk, c);
         if !s.is_empty() {
-            ops::recv_reduce_copy_send(rx, tx, &mut buf[s], reducer, dl)?;
+            if let Some(i) = input {
+                out[s.clone()].copy_from_slice(&i[s.clone()]);
+            }
+            ops::recv_reduce_copy_send(rx, tx, &mut out[s], reducer, dl)?;
         }
         for k in 1..n - 1 {
             let s = chunk_range(&seg(at(1 - k as isize)), chunk, c);
             if !s.is_empty() {
-                ops::recv_copy_send(rx, tx, &mut buf[s], dl)?;
+                ops::recv_copy_send(rx, tx, &mut out[s], dl)?;
             }
         }
         let s = chunk_range(&seg(last_ag), chunk, c);
         if !s.is_empty() {
-            ops::recv(rx, &mut buf[s], dl)?;
+            ops::recv(rx, &mut out[s], dl)?;
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ mod reduce_scatter;
 mod segments;
 
 pub use all_gather::all_gather;
-pub use all_reduce::all_reduce;
+pub use all_reduce::{all_reduce, all_reduce_into};
 pub use all_to_all::all_to_all;
 pub use chain::{broadcast, reduce};
 pub use direct::all_reduce_direct;

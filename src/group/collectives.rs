@@ -101,7 +101,7 @@ impl ProcessGroup {
     /// All-reduce of `buf` in place: every rank ends with the reduction of every
     /// rank's `buf` (for `Avg` divided by the group size, for `PreMulSum(s)` scaled).
     pub fn all_reduce<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<()> {
-        self.all_reduce_bytes(T::DTYPE, op, bytemuck::cast_slice_mut(buf))
+        self.all_reduce_bytes(T::DTYPE, op, None, bytemuck::cast_slice_mut(buf))
     }
 
     /// All-reduce of `input` into `output` (same length); `input` is not modified.
@@ -119,14 +119,20 @@ impl ProcessGroup {
                 output.len(),
             ));
         }
-        output.copy_from_slice(input);
-        self.all_reduce(output, op)
+        self.all_reduce_bytes(
+            T::DTYPE,
+            op,
+            Some(bytemuck::cast_slice(input)),
+            bytemuck::cast_slice_mut(output),
+        )
     }
 
+    /// All-reduce into `buf`, of `input` (out of place) or of `buf` itself.
     pub(crate) fn all_reduce_bytes(
         &self,
         dtype: DataType,
         op: ReduceOp,
+        input: Option<&[u8]>,
         buf: &mut [u8],
     ) -> Result<()> {
         let reducer = HostReducer(Reducer::new(dtype, op)?);
@@ -147,7 +153,16 @@ impl ProcessGroup {
                 bytes = buf.len(),
                 "all_reduce plan"
             );
+            if let (Some(i), Algo::Direct | Algo::Tree) = (input, plan.algo) {
+                buf.copy_from_slice(i);
+            }
             match plan.algo {
+                Algo::Ring if input.is_some() => tutti_ring::all_reduce_into(
+                    &mut self.ring(links, plan.chunk, dl),
+                    input.unwrap_or_default(),
+                    buf,
+                    &reducer,
+                ),
                 Algo::Direct if buf.len() <= links.max_message => tutti_ring::all_reduce_direct(
                     &mut self.ring(links, plan.chunk, dl),
                     buf,
