@@ -385,6 +385,7 @@ fn refused_connection_times_out_within_the_deadline() {
         .set("refused/tcp/1", format!("127.0.0.1:{port}").as_bytes())
         .unwrap();
     let threads_before = ranks::thread_count();
+    let names_before = ranks::thread_names();
     let mut ep =
         TcpEndpoint::bind_addr(TcpConfig::from_env(2), 0, "refused", [127, 0, 0, 1].into())
             .unwrap();
@@ -415,7 +416,12 @@ fn refused_connection_times_out_within_the_deadline() {
     assert!(start.elapsed() <= d + Duration::from_secs(1));
     assert!(err.to_string().contains("rank 1"), "{err}");
     drop(ep);
-    assert_eq!(ranks::thread_count(), threads_before);
+    assert_eq!(
+        ranks::thread_count(),
+        threads_before,
+        "threads before: {names_before:?}, after: {:?}",
+        ranks::thread_names()
+    );
     assert_eq!(
         ranks::segments_of(&[std::process::id()]),
         Vec::<String>::new()

@@ -75,6 +75,10 @@ pub fn plan_all_reduce(
         .min(max_message)
         .max(16);
     let algo = forced.0.unwrap_or_else(|| {
+        // Tiny buffers: one hop always wins; skip the model on the latency path.
+        if bytes <= 4096 && bytes <= max_message && n <= 16 {
+            return Algo::Direct;
+        }
         let c = chunk as f64;
         let s = bytes as f64;
         let nf = n as f64;

@@ -160,11 +160,13 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// Number of threads of this process.
+/// Number of tutti's own threads (named `tutti-*`) in this process: other tests of
+/// the same binary run in parallel threads, so counting every thread would be flaky.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    thread_names()
+        .iter()
+        .filter(|n| n.starts_with("tutti-"))
+        .count()
 }
 
 /// `/dev/shm` segments created by any of `pids`.
@@ -173,4 +175,16 @@ pub fn segments_of(pids: &[u32]) -> Vec<String> {
         .into_iter()
         .filter(|n| pids.iter().any(|p| n.starts_with(&format!("tutti-{p}-"))))
         .collect()
+}
+
+/// Names of this process's threads (for failure messages).
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -1,23 +1,38 @@
 //! [`Deadline`]: when a blocking wait gives up.
+//!
+//! Deadlines read the coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: a few
+//! nanoseconds through the vDSO, a few milliseconds of resolution): every operation
+//! takes one, and timeouts are seconds long, so the precise clock's ~25 ns per read
+//! (in this VM) would be pure overhead on the 8-byte latency path.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rustix::time::{ClockId, clock_gettime};
+
+/// Nanoseconds on the coarse monotonic clock.
+fn now_ns() -> u64 {
+    let t = clock_gettime(ClockId::MonotonicCoarse);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
 
 /// The instant a blocking transport call gives up, or never.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadline {
-    start: Instant,
-    end: Option<Instant>,
+    start: u64,
+    end: Option<u64>,
 }
 
 impl Deadline {
     /// `timeout` from now; a zero timeout means no deadline (wait forever), as in
     /// torch.distributed.
     pub fn after(timeout: Duration) -> Self {
-        let start = Instant::now();
+        let start = now_ns();
         let end = if timeout.is_zero() {
             None
         } else {
-            start.checked_add(timeout)
+            Some(start.saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX)))
         };
         Deadline { start, end }
     }
@@ -25,29 +40,47 @@ impl Deadline {
     /// No deadline.
     pub fn never() -> Self {
         Deadline {
-            start: Instant::now(),
+            start: now_ns(),
             end: None,
         }
     }
 
     /// True once the deadline has passed.
     pub fn expired(&self) -> bool {
-        self.end.is_some_and(|e| Instant::now() >= e)
+        self.end.is_some_and(|e| now_ns() >= e)
     }
 
     /// Time left, `None` when there is no deadline.
     pub fn remaining(&self) -> Option<Duration> {
         self.end
-            .map(|e| e.saturating_duration_since(Instant::now()))
+            .map(|e| Duration::from_nanos(e.saturating_sub(now_ns())))
     }
 
     /// Time since the deadline was created (for error messages).
     pub fn waited(&self) -> Duration {
-        self.start.elapsed()
+        Duration::from_nanos(now_ns().saturating_sub(self.start))
     }
 
     /// The earlier of the time left and `cap`.
     pub fn cap(&self, cap: Duration) -> Duration {
         self.remaining().map_or(cap, |r| r.min(cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_expires_after_its_timeout_and_zero_means_never() {
+        let d = Deadline::after(Duration::from_millis(30));
+        assert!(!d.expired());
+        assert!(d.remaining().unwrap() <= Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(d.expired());
+        assert!(d.waited() >= Duration::from_millis(40));
+        let never = Deadline::after(Duration::ZERO);
+        assert!(!never.expired() && never.remaining().is_none());
+        assert_eq!(never.cap(Duration::from_secs(1)), Duration::from_secs(1));
     }
 }
