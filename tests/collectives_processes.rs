@@ -33,6 +33,7 @@ macro_rules! matrix_test {
                 matrix(&group(), $level);
                 return;
             }
+            let _serial = ranks::serial();
             ranks::run_ranks(
                 stringify!($name),
                 $n,
@@ -110,6 +111,7 @@ fn sigkill_of_one_rank_mid_all_reduce_fails_the_others_within_5s() {
         }
         return;
     }
+    let _serial = ranks::serial();
     let outs = ranks::wait_all(
         ranks::spawn(
             "sigkill_of_one_rank_mid_all_reduce_fails_the_others_within_5s",
@@ -154,6 +156,7 @@ fn a_rank_that_never_calls_is_named_in_the_timeout_error() {
         }
         return;
     }
+    let _serial = ranks::serial();
     ranks::run_ranks(
         "a_rank_that_never_calls_is_named_in_the_timeout_error",
         3,
@@ -192,6 +195,7 @@ fn a_dropped_message_is_a_timeout_error() {
     let mut e = env("shm", "ring");
     e.push(("TUTTI_FAULTS", "drop:data:2".into()));
     e.push(("TUTTI_FAULTS_RANK", "1".into()));
+    let _serial = ranks::serial();
     ranks::run_ranks(
         "a_dropped_message_is_a_timeout_error",
         2,
@@ -316,6 +320,7 @@ fn bad_environment_and_second_init_are_clear_errors() {
         }
         return;
     }
+    let _serial = ranks::serial();
     ranks::run_ranks(
         "bad_environment_and_second_init_are_clear_errors",
         2,

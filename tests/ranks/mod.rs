@@ -188,3 +188,11 @@ pub fn thread_names() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Serialises the multi-process tests of one test binary: each already runs more
+/// rank processes than this machine has cores, and their timing assertions (errors
+/// within a few seconds) should not depend on how many others run at once.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
