@@ -212,28 +212,35 @@ impl ProcessGroup {
         let reducer = HostReducer(Reducer::new(dtype, op)?);
         self.check_root("reduce", root)?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
-        let input = bytes.to_vec();
         let is_root = self.rank() == root;
         let desc = Desc::new(
             Some(dtype),
-            input.len() / dtype.size(),
+            bytes.len() / dtype.size(),
             Some(root),
             Some(op),
         );
         self.run("reduce", desc, |links, dl| {
-            let plan = self.plan(links, input.len(), true);
-            let out: &mut [u8] = if is_root { &mut *bytes } else { &mut [] };
+            let plan = self.plan(links, bytes.len(), true);
+            // Only the root writes into its buffer, so only the root needs a copy of
+            // its input; the others reduce straight from theirs.
+            let owned;
+            let (input, out): (&[u8], &mut [u8]) = if is_root {
+                owned = bytes.to_vec();
+                (&owned, &mut *bytes)
+            } else {
+                (&*bytes, &mut [])
+            };
             match plan.algo {
                 Algo::Ring | Algo::Direct => tutti_ring::reduce(
                     &mut self.ring(links, plan.chunk, dl),
-                    &input,
+                    input,
                     out,
                     root,
                     &reducer,
                 ),
                 Algo::Tree => tutti_tree::reduce(
                     &mut self.tree(links, plan.chunk, dl),
-                    &input,
+                    input,
                     out,
                     root,
                     &reducer,

@@ -64,22 +64,7 @@ impl Links for LinkTable {
         to: usize,
         from: usize,
     ) -> tutti_transport::Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
-        let missing = |p: usize| TransportError::InvalidArgument(format!("no link to rank {p}"));
-        if to == from {
-            let l = self
-                .links
-                .get_mut(to)
-                .and_then(Option::as_mut)
-                .ok_or_else(|| missing(to))?;
-            return Ok((&mut *l.tx, &mut *l.rx));
-        }
-        let [a, b] = self
-            .links
-            .get_disjoint_mut([to, from])
-            .map_err(|_| missing(to))?;
-        let a = a.as_mut().ok_or_else(|| missing(to))?;
-        let b = b.as_mut().ok_or_else(|| missing(from))?;
-        Ok((&mut *a.tx, &mut *b.rx))
+        self.links.pair(to, from)
     }
 }
 

@@ -156,3 +156,23 @@ pub trait Links {
     /// The send half towards `to` and the receive half from `from`.
     fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)>;
 }
+
+/// A rank's links indexed by peer rank (`None` for itself and for peers it has no
+/// link to): the table the collective schedules run over.
+impl Links for Vec<Option<Link>> {
+    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
+        let missing =
+            |p: usize| crate::TransportError::InvalidArgument(format!("no link to rank {p}"));
+        if to == from {
+            let l = self
+                .get_mut(to)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| missing(to))?;
+            return Ok((&mut *l.tx, &mut *l.rx));
+        }
+        let [a, b] = self.get_disjoint_mut([to, from]).map_err(|_| missing(to))?;
+        let a = a.as_mut().ok_or_else(|| missing(to))?;
+        let b = b.as_mut().ok_or_else(|| missing(from))?;
+        Ok((&mut *a.tx, &mut *b.rx))
+    }
+}

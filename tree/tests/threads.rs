@@ -5,33 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use tutti_transport::Links;
 use tutti_transport::shm::{InprocHub, ShmConfig};
-use tutti_transport::{ByteReducer, Deadline, Link, RecvHalf, Result, SendHalf, TransportError};
+use tutti_transport::{ByteReducer, Deadline, Link};
 use tutti_tree::Tree;
-
-struct Mesh(Vec<Option<Link>>);
-
-impl Links for Mesh {
-    fn pair(&mut self, to: usize, from: usize) -> Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
-        let missing = |p: usize| TransportError::InvalidArgument(format!("no link to {p}"));
-        if to == from {
-            let l = self
-                .0
-                .get_mut(to)
-                .and_then(Option::as_mut)
-                .ok_or_else(|| missing(to))?;
-            return Ok((&mut *l.tx, &mut *l.rx));
-        }
-        let [a, b] = self
-            .0
-            .get_disjoint_mut([to, from])
-            .map_err(|_| missing(to))?;
-        let a = a.as_mut().ok_or_else(|| missing(to))?;
-        let b = b.as_mut().ok_or_else(|| missing(from))?;
-        Ok((&mut *a.tx, &mut *b.rx))
-    }
-}
 
 /// Wrapping u32 addition (the reducer the tutti crate would pass for u32 Sum).
 struct AddU32;
@@ -81,10 +57,9 @@ fn run<T: Send + 'static>(
         .map(|r| {
             let (hub, f) = (hub.clone(), f.clone());
             std::thread::spawn(move || {
-                let links = (0..n)
+                let mut mesh: Vec<Option<Link>> = (0..n)
                     .map(|p| (p != r).then(|| hub.connect(r, p, &format!("rank {p}")).unwrap()))
                     .collect();
-                let mut mesh = Mesh(links);
                 let mut ring = Tree {
                     rank: r,
                     size: n,
