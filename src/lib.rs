@@ -36,4 +36,5 @@ pub use group::{GroupOptions, ProcessGroup, Work, init};
 pub use launch::{LaunchConfig, Launcher};
 pub use op::{Finalize, ReduceOp, StepOp};
 /// The transport layer (links, primitives, shm/tcp/faulty), re-exported.
+pub use tutti_intra as intra;
 pub use tutti_transport as transport;

@@ -3,13 +3,13 @@
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in};
-use crate::{Result, Ring, TransportError, check};
+use crate::{Result, Schedule, TransportError, check};
 
 /// Rank `r` sends block `i` of its `input` to rank `i` and receives rank `i`'s block
 /// `r` into block `i` of its `output` (both `size * L` bytes). In step `k` every rank
 /// sends to `r + k` and receives from `r - k`, chunk by chunk.
 /// Bus bandwidth factor `(n - 1) / n`.
-pub fn all_to_all(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8]) -> Result<()> {
+pub fn all_to_all(ring: &mut Schedule<'_>, input: &[u8], output: &mut [u8]) -> Result<()> {
     check(ring, "all_to_all", input.len(), 1)?;
     let n = ring.size;
     if !input.len().is_multiple_of(n) || output.len() != input.len() {

@@ -76,6 +76,20 @@ impl LinkTable {
             l.tx.inject(Injected::Cut);
         }
     }
+
+    /// Number of peers with a link.
+    pub(crate) fn connected(&self) -> usize {
+        self.links.iter().flatten().count()
+    }
+
+    /// A table without links (every peer reached through the window).
+    pub(crate) fn empty(size: usize) -> Self {
+        LinkTable {
+            links: (0..size).map(|_| None).collect(),
+            max_message: 1 << 20,
+            any_tcp: false,
+        }
+    }
 }
 
 /// Connects this rank to every other member, pair by pair in the global order of

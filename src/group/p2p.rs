@@ -101,7 +101,8 @@ impl ProcessGroup {
         ) -> std::result::Result<R, TransportError>,
     ) -> Result<R> {
         self.inner.worker.drain();
-        self.inner.run(op, None, self.timeout, f)
+        self.inner
+            .run(op, None, self.timeout, |paths, dl| f(&mut paths.links, dl))
     }
 
     /// Queues `f` on the group's worker thread (after every earlier asynchronous op).
