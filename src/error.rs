@@ -190,6 +190,25 @@ pub enum Error {
         missing_ranks: Vec<usize>,
     },
 
+    /// The error of an asynchronous operation, shared with its [`Work`](crate::Work)
+    /// handle (whose `error()` returned it): the operation's own error, typed.
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
+
+    /// A [`monitored_barrier`](crate::ProcessGroup::monitored_barrier) timed out:
+    /// names the ranks that did not arrive (seen from rank 0).
+    #[error(
+        "monitored_barrier on rank {rank} timed out after {timeout:?}: rank(s) {missing:?} did not arrive"
+    )]
+    MonitoredBarrier {
+        /// The rank reporting.
+        rank: usize,
+        /// The ranks that did not reach the barrier in time.
+        missing: Vec<usize>,
+        /// The barrier's timeout.
+        timeout: std::time::Duration,
+    },
+
     /// The group had an error (or was aborted) earlier and refuses new operations.
     #[error(
         "the process group is unusable after an earlier failure ({reason}); create a new group"

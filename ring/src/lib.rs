@@ -22,7 +22,7 @@ mod segments;
 
 pub use all_gather::all_gather;
 pub use all_reduce::{all_reduce, all_reduce_into};
-pub use all_to_all::all_to_all;
+pub use all_to_all::{all_to_all, all_to_all_v};
 pub use chain::{broadcast, reduce};
 pub use direct::all_reduce_direct;
 pub use gather::{gather, scatter};

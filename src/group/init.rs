@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tutti_transport::bridge::Bridge;
+use tutti_transport::p2p::{Channel, Engine, EngineConfig};
 use tutti_transport::shm::{InprocHub, ShmConfig};
+use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
-use tutti_transport::{AbortHandle, Deadline};
+use tutti_transport::{AbortHandle, Deadline, WaitBudget};
 
 use super::env::JobEnv;
-use super::links::{LinkTable, StoreRendezvous, Wiring, connect_mesh};
+use super::links::{LinkTable, StoreRendezvous, Wiring, connect_mesh, with_faults};
 use super::options::{GroupOptions, TransportChoice};
 use super::paths::{LocalMap, Paths};
 use super::work::Worker;
@@ -62,10 +65,6 @@ pub(crate) fn host_id() -> String {
     )
 }
 
-/// Point-to-point messages still travel on the links (until the progress engine
-/// carries them).
-const LINKS_FOR_P2P: bool = true;
-
 /// This rank's window among the group's ranks on this host: shared memory between
 /// processes, heap blocks between threads, a private block when alone.
 fn connect_window(
@@ -101,6 +100,83 @@ fn connect_window(
         )?,
     };
     Ok(Arc::new(window))
+}
+
+/// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
+const DEFAULT_EAGER: usize = 64 << 10;
+
+/// The point-to-point engine: rings in the window for the ranks on this host, rings
+/// bridged to a TCP connection for the others.
+fn connect_engine(
+    spec: &Spec,
+    local: &LocalMap,
+    window: &Arc<Window>,
+    local_ranks: usize,
+    deadline: Deadline,
+) -> tutti_transport::Result<Engine> {
+    let size = spec.global_ranks.len();
+    let names: Vec<String> = (0..size)
+        .map(|r| format!("rank {r} of group {}", spec.name))
+        .collect();
+    let mut channels: Vec<Option<Channel>> = (0..size).map(|_| None).collect();
+    for (p, c) in channels.iter_mut().enumerate() {
+        if p == spec.rank {
+            continue;
+        }
+        if let Some(m) = local.member_of(p) {
+            *c = Some(Channel::Window {
+                tx: window.ring_writer(m),
+                rx: window.ring_reader(m),
+                member: m,
+            });
+        }
+    }
+    let remote: Vec<usize> = (0..size)
+        .filter(|&p| p != spec.rank && local.member_of(p).is_none())
+        .collect();
+    if !remote.is_empty() {
+        let abort = AbortHandle::new();
+        let mut cfg = TcpConfig::from_env(local_ranks);
+        cfg.sockets = 1;
+        cfg.abort = abort.clone();
+        let prefix = format!("{}/p2p", spec.name);
+        let rdv = StoreRendezvous(&*spec.store);
+        let mut ep = TcpEndpoint::bind(cfg, spec.rank, &prefix)?;
+        ep.publish(&rdv)?;
+        for &p in &remote {
+            let link = with_faults(spec.rank, ep.connect(&rdv, p, &names[p], deadline)?)?;
+            let max_payload = tutti_transport::bridge::max_payload(
+                link.tx.max_message().min(link.rx.max_message()),
+            );
+            let bridge = Bridge::start(
+                link,
+                window.ring_bytes(),
+                window.p2p_doorbell(),
+                abort.clone(),
+            )?;
+            channels[p] = Some(Channel::Bridged {
+                bridge: Box::new(bridge),
+                max_payload,
+            });
+        }
+    }
+    let eager_max = std::env::var("TUTTI_P2P_EAGER_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_EAGER);
+    let cfg = EngineConfig {
+        eager_max,
+        chunk: (window.ring_bytes() / 4).max(4096),
+        budget: WaitBudget::for_local_ranks(local_ranks),
+    };
+    Ok(Engine::new(
+        spec.rank,
+        names,
+        channels,
+        window.p2p_doorbell(),
+        Some(window.clone()),
+        cfg,
+    ))
 }
 
 /// Everything needed to build one member of a group.
@@ -156,8 +232,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
     // forced, or when TCP is.
     let needs_links = local.members.len() < size
         || spec.opts.algo.is_some_and(super::options::Algo::uses_links)
-        || spec.opts.transport == TransportChoice::Tcp
-        || LINKS_FOR_P2P;
+        || spec.opts.transport == TransportChoice::Tcp;
     let links = if needs_links && size > 1 {
         let wiring = match &spec.threads {
             Some(job) => Wiring::Threads(job.hub(&spec.name, &abort, size)),
@@ -180,6 +255,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
     } else {
         LinkTable::empty(size)
     };
+    let engine = connect_engine(&spec, &local, &window, local_ranks, deadline).map_err(setup)?;
     tracing::debug!(group = %spec.name, rank = spec.rank, size, "process group connected");
     let timeout = spec.opts.timeout;
     Ok(ProcessGroup {
@@ -196,6 +272,8 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             }),
             window: Some(window),
             local,
+            engine: Arc::new(engine),
+            scope: Mutex::new(None),
             seq: AtomicU64::new(0),
             failed: Mutex::new(None),
             has_failed: std::sync::atomic::AtomicBool::new(false),

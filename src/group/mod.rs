@@ -21,6 +21,7 @@
 //! buffers whose lengths do not fit the collective) are errors before any byte
 //! moves, and do not break the group.
 
+mod asyncs;
 mod check;
 mod collectives;
 mod env;
@@ -30,15 +31,18 @@ mod options;
 mod p2p;
 mod paths;
 mod raw;
+mod scope;
 mod small;
 mod subgroup;
 mod tuner;
+mod uneven;
 mod work;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tutti_transport::p2p::Engine;
 use tutti_transport::window::Window;
 use tutti_transport::{AbortHandle, Deadline, TransportError};
 
@@ -46,7 +50,9 @@ pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
 pub use options::{Algo, DEFAULT_OP_TIMEOUT, GroupOptions, TransportChoice};
+pub use p2p::P2POp;
 pub use raw::MemoryKind;
+pub use scope::GroupScope;
 pub use tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
 pub use work::Work;
 
@@ -79,6 +85,10 @@ struct Inner {
     window: Option<Arc<Window>>,
     /// Which group ranks share this host.
     local: LocalMap,
+    /// The point-to-point progress engine.
+    engine: Arc<Engine>,
+    /// The open group scope, if any.
+    scope: Mutex<Option<scope::ScopeState>>,
     seq: AtomicU64,
     failed: Mutex<Option<String>>,
     /// `failed.is_some()`, readable without the lock on the hot path.
@@ -162,6 +172,10 @@ impl ProcessGroup {
         if let Some(w) = &self.inner.window {
             w.close();
         }
+        self.inner.engine.fail_all(|| TransportError::Aborted {
+            peer: "(all)".into(),
+            op: "point-to-point (abort() was called)",
+        });
         // When no operation holds the links, cut them now so that the peers fail
         // fast; otherwise the pending operation cuts them as it fails.
         if let Ok(mut paths) = self.inner.paths.try_lock() {

@@ -229,3 +229,58 @@ pub fn run_windows<T: Send + 'static>(
         f(r, Arc::new(w))
     })
 }
+
+/// The point-to-point engine settings the tests use (small eager limit and pieces,
+/// so that the rendezvous path and chunking are exercised).
+pub fn engine_config(window: &Window) -> tutti_transport::p2p::EngineConfig {
+    tutti_transport::p2p::EngineConfig {
+        eager_max: 4096,
+        chunk: 16 << 10,
+        budget: window.budget(),
+    }
+}
+
+/// Runs `f(rank, engine)` on `n` threads whose engines reach each other through
+/// rings in shared windows (`ring_bytes` each).
+pub fn run_engines<T: Send + 'static>(
+    n: usize,
+    ring_bytes: usize,
+    f: impl Fn(usize, &tutti_transport::p2p::Engine) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    use tutti_transport::p2p::{Channel, Engine};
+    let hub = WindowHub::new();
+    let names: Vec<String> = (0..n).map(|r| format!("rank {r}")).collect();
+    run_ranks(n, move |r| {
+        let mut cfg = WindowConfig::from_env(n);
+        cfg.data_bytes = 4096;
+        cfg.ring_bytes = ring_bytes;
+        let w = Arc::new(
+            hub.join(
+                "engines",
+                r,
+                &names,
+                &cfg,
+                Deadline::after(Duration::from_secs(30)),
+            )
+            .expect("joining the windows"),
+        );
+        let channels = (0..n)
+            .map(|p| {
+                (p != r).then(|| Channel::Window {
+                    tx: w.ring_writer(p),
+                    rx: w.ring_reader(p),
+                    member: p,
+                })
+            })
+            .collect();
+        let engine = Engine::new(
+            r,
+            names.clone(),
+            channels,
+            w.p2p_doorbell(),
+            Some(w.clone()),
+            engine_config(&w),
+        );
+        f(r, &engine)
+    })
+}

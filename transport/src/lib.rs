@@ -26,6 +26,7 @@ pub mod faulty;
 mod link;
 mod liveness;
 pub mod ops;
+pub mod p2p;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 mod reducer;

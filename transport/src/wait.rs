@@ -300,7 +300,7 @@ pub(crate) fn wait_on_bell(
             }
             rounds = rounds.wrapping_add(1);
             if rounds.is_multiple_of(64) {
-                check()?;
+                recheck(&mut ready, &mut check)?;
             }
             if start.elapsed() >= budget.spin {
                 break;
@@ -316,7 +316,7 @@ pub(crate) fn wait_on_bell(
         std::thread::yield_now();
         yields = yields.wrapping_add(1);
         if yields.is_multiple_of(16) {
-            check()?;
+            recheck(&mut ready, &mut check)?;
         }
     }
     loop {
@@ -327,7 +327,7 @@ pub(crate) fn wait_on_bell(
             bell.sleeping.store(0, Ordering::Relaxed);
             return Ok(());
         }
-        if let Err(e) = check() {
+        if let Err(e) = recheck(&mut ready, &mut check) {
             bell.sleeping.store(0, Ordering::Relaxed);
             return Err(e);
         }
@@ -342,7 +342,16 @@ pub(crate) fn wait_on_bell(
         if ready() {
             return Ok(());
         }
-        check()?;
+        recheck(&mut ready, &mut check)?;
+    }
+}
+
+/// Runs `check`; when it fails (a peer left, say), looks at the condition once more:
+/// what the peer published before it failed still counts.
+fn recheck(ready: &mut impl FnMut() -> bool, check: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    match check() {
+        Err(_) if ready() => Ok(()),
+        r => r,
     }
 }
 
