@@ -84,7 +84,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Run(args) => tutti::launch::cli::run(args),
+        Command::Run(args) => tutti::launch::cli::run(args, &|| {
+            tutti::gpu::device_count().map_err(|e| e.to_string())
+        }),
         Command::Bench { args } => bench(args),
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use store_common::{WORKER_ENV, conformance, free_port, spawn_worker, wait_child, worker_command};
-use tutti::Error;
+use tutti::store::StoreError as Error;
 use tutti::store::{Store, TcpStore, TcpStoreServer, barrier, raise_fd_limit, synchronize};
 
 const TOKEN: &str = "test-token-3f9a";
@@ -307,7 +307,7 @@ fn connect_retries_until_the_server_appears_or_the_timeout() {
         .connect()
         .unwrap_err();
     assert!(t0.elapsed() >= Duration::from_millis(290));
-    assert!(matches!(err, Error::StoreIo { .. }), "{err}");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(err.to_string().contains("gave up after"), "{err}");
 
     std::thread::scope(|s| {
@@ -341,7 +341,7 @@ fn wrong_token_is_refused_clearly() {
         t0.elapsed() < Duration::from_secs(5),
         "a refused token is not retried"
     );
-    assert!(matches!(err, Error::StoreAuth { .. }), "{err}");
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("refused")

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tutti::Error;
+use tutti::store::StoreError as Error;
 use tutti::store::{MAX_KEY_LEN, Store};
 
 /// Opens another handle (connection, clone, file handle) on the store under test.
@@ -38,10 +38,7 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
     assert_eq!(store.get(&k("n")).unwrap(), b"3");
     store.set(&k("text"), b"abc").unwrap();
     let err = store.add(&k("text"), 1).unwrap_err();
-    assert!(
-        matches!(err, Error::StoreRequest { op: "add", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Request { op: "add", .. }), "{err}");
     assert!(err.to_string().contains("not a decimal integer"), "{err}");
     store.set(&k("n2"), b"40").unwrap();
     assert_eq!(store.add(&k("n2"), 2).unwrap(), 42);
@@ -103,7 +100,7 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
     let long_key = "k".repeat(MAX_KEY_LEN + 1);
     assert!(matches!(
         store.set(&long_key, b"v"),
-        Err(Error::StoreRequest { .. })
+        Err(Error::Request { .. })
     ));
 
     // wait: immediate, timeout with its message, woken by a later set.
@@ -124,7 +121,7 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
         "returned after {waited:?}"
     );
     match &err {
-        Error::StoreTimeout {
+        Error::Timeout {
             keys,
             missing,
             waited,
@@ -143,13 +140,10 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
 
     let old = store.timeout();
     store.set_timeout(Duration::from_millis(200));
-    assert!(matches!(
-        store.get(&k("never")),
-        Err(Error::StoreTimeout { .. })
-    ));
+    assert!(matches!(store.get(&k("never")), Err(Error::Timeout { .. })));
     assert!(matches!(
         store.multi_get(&[&k("a"), &k("never")]),
-        Err(Error::StoreTimeout { .. })
+        Err(Error::Timeout { .. })
     ));
     store.set_timeout(old);
 

@@ -1,0 +1,222 @@
+//! `tutti run`: the command line of the launcher, with torchrun's flags (dashes or
+//! underscores) and defaults.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::config::{LaunchConfig, RdzvOptions, parse_seconds};
+use super::{Launcher, exit_with_signal};
+use crate::{LaunchError, Result};
+
+/// The flags of `tutti run [flags] [--] PROGRAM [ARGS...]`.
+#[derive(Args, Debug, Clone)]
+#[command(about = "Launch workers on this host (torchrun-compatible)")]
+pub struct RunArgs {
+    /// Workers per node: a number, `cpu`/`auto` (one per CPU) or `gpu` (one per GPU).
+    #[arg(long = "nproc-per-node", alias = "nproc_per_node", default_value = "1")]
+    pub nproc_per_node: String,
+    /// Number of nodes (launchers): N or MIN:MAX (elastic).
+    #[arg(long, default_value = "1:1")]
+    pub nnodes: String,
+    /// This node's rank (static backend; a sort key otherwise).
+    #[arg(long = "node-rank", alias = "node_rank", default_value_t = 0)]
+    pub node_rank: usize,
+    /// Rendezvous backend: static, store (alias c10d) or etcd.
+    #[arg(
+        long = "rdzv-backend",
+        alias = "rdzv_backend",
+        default_value = "static"
+    )]
+    pub rdzv_backend: String,
+    /// Rendezvous endpoint HOST[:PORT].
+    #[arg(long = "rdzv-endpoint", alias = "rdzv_endpoint", default_value = "")]
+    pub rdzv_endpoint: String,
+    /// The job's id, the same on every node.
+    #[arg(long = "rdzv-id", alias = "rdzv_id", default_value = "none")]
+    pub rdzv_id: String,
+    /// Rendezvous options key=value,...: join_timeout, last_call_timeout,
+    /// keep_alive_interval, keep_alive_max_attempt, is_host.
+    #[arg(long = "rdzv-conf", alias = "rdzv_conf", default_value = "")]
+    pub rdzv_conf: String,
+    /// Single-node job with a private rendezvous.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Static rendezvous host.
+    #[arg(
+        long = "master-addr",
+        alias = "master_addr",
+        default_value = "127.0.0.1"
+    )]
+    pub master_addr: String,
+    /// Static rendezvous port.
+    #[arg(long = "master-port", alias = "master_port", default_value_t = 29500)]
+    pub master_port: u16,
+    /// The address other nodes reach this one at.
+    #[arg(long = "local-addr", alias = "local_addr")]
+    pub local_addr: Option<String>,
+    /// Restarts of the worker group after failures.
+    #[arg(long = "max-restarts", alias = "max_restarts", default_value_t = 0)]
+    pub max_restarts: u32,
+    /// Seconds between checks of the workers.
+    #[arg(
+        long = "monitor-interval",
+        alias = "monitor_interval",
+        default_value = "0.1"
+    )]
+    pub monitor_interval: String,
+    /// The workers' role.
+    #[arg(long, default_value = "default")]
+    pub role: String,
+    /// Streams sent only to the log files: 0 none, 1 stdout, 2 stderr, 3 both, or
+    /// LOCAL_RANK:VALUE,...
+    #[arg(short = 'r', long, default_value = "0")]
+    pub redirects: String,
+    /// Streams sent to the log files and to the console, lines prefixed (same values
+    /// as --redirects).
+    #[arg(short = 't', long, default_value = "0")]
+    pub tee: String,
+    /// Directory of the logs and error files (default: a temporary one).
+    #[arg(long = "log-dir", alias = "log_dir")]
+    pub log_dir: Option<PathBuf>,
+    /// Prefix of teed lines, with ${role_name}, ${rank} and ${local_rank}.
+    #[arg(long = "log-line-prefix-template", alias = "log_line_prefix_template")]
+    pub log_line_prefix_template: Option<String>,
+    /// Seconds a finished node waits for the others (never an error).
+    #[arg(long = "exit-barrier-timeout", default_value = "300")]
+    pub exit_barrier_timeout: String,
+    /// Seconds between SIGTERM and SIGKILL when stopping workers.
+    #[arg(long = "stop-timeout", default_value = "30")]
+    pub stop_timeout: String,
+    /// Accepted for torchrun compatibility (workers are always new processes).
+    #[arg(long = "start-method", alias = "start_method", default_value = "spawn")]
+    pub start_method: String,
+    /// Run PROGRAM directly even when it ends in `.py`.
+    #[arg(long = "no-python", alias = "no_python")]
+    pub no_python: bool,
+    /// PROGRAM is a Python module (`python3 -u -m PROGRAM`).
+    #[arg(short = 'm', long = "module")]
+    pub module: bool,
+    /// The program each worker runs, and its arguments.
+    #[arg(
+        value_name = "PROGRAM",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Counts the GPUs for `--nproc-per-node gpu`: the number of devices, or why there
+/// is none. The `tutti` binary passes one that asks the CUDA driver.
+pub type GpuCounter<'a> = &'a dyn Fn() -> std::result::Result<usize, String>;
+
+fn nproc(value: &str, gpus: GpuCounter<'_>) -> Result<usize> {
+    let v = value.trim().to_ascii_lowercase();
+    let n = match v.as_str() {
+        "cpu" | "auto" => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1),
+        "gpu" => match gpus() {
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                return Err(LaunchError::Config(
+                    "--nproc-per-node gpu: no CUDA device found".into(),
+                ));
+            }
+            Err(why) => {
+                return Err(LaunchError::Config(format!(
+                    "--nproc-per-node gpu: no CUDA device found ({why})"
+                )));
+            }
+        },
+        _ => v.parse().map_err(|_| {
+            LaunchError::Config(format!(
+                "--nproc-per-node {value:?} is not a number, cpu, auto or gpu"
+            ))
+        })?,
+    };
+    Ok(n)
+}
+
+impl RunArgs {
+    /// The launch configuration, the program and its arguments; `gpus` counts the
+    /// devices for `--nproc-per-node gpu`.
+    pub fn into_config(
+        self,
+        gpus: GpuCounter<'_>,
+    ) -> Result<(LaunchConfig, OsString, Vec<OsString>)> {
+        let mut rdzv = RdzvOptions::default();
+        rdzv.apply(&self.rdzv_conf)?;
+        let cfg = LaunchConfig {
+            nproc_per_node: nproc(&self.nproc_per_node, gpus)?,
+            nnodes: self.nnodes.parse()?,
+            node_rank: self.node_rank,
+            rdzv_backend: self.rdzv_backend.parse()?,
+            rdzv_endpoint: Some(self.rdzv_endpoint).filter(|e| !e.trim().is_empty()),
+            run_id: self.rdzv_id,
+            rdzv,
+            standalone: self.standalone,
+            master_addr: self.master_addr,
+            master_port: self.master_port,
+            local_addr: self.local_addr,
+            max_restarts: self.max_restarts,
+            monitor_interval: parse_seconds("--monitor-interval", &self.monitor_interval)?,
+            role: self.role,
+            redirects: self.redirects.parse()?,
+            tee: self.tee.parse()?,
+            log_dir: self.log_dir,
+            log_line_prefix_template: self.log_line_prefix_template,
+            exit_barrier_timeout: parse_seconds(
+                "--exit-barrier-timeout",
+                &self.exit_barrier_timeout,
+            )?,
+            stop_timeout: parse_seconds("--stop-timeout", &self.stop_timeout)?,
+            ..LaunchConfig::default()
+        };
+        cfg.validate()?;
+        let mut command = self.command.into_iter();
+        let Some(program) = command.next() else {
+            return Err(LaunchError::Config("no PROGRAM to run".into()));
+        };
+        let args: Vec<OsString> = command.collect();
+        let is_py = program.to_string_lossy().ends_with(".py");
+        Ok(if self.module {
+            let mut a = vec!["-u".into(), "-m".into(), program];
+            a.extend(args);
+            (cfg, "python3".into(), a)
+        } else if is_py && !self.no_python {
+            let mut a = vec!["-u".into(), program];
+            a.extend(args);
+            (cfg, "python3".into(), a)
+        } else {
+            (cfg, program, args)
+        })
+    }
+}
+
+/// Runs `tutti run`: returns the exit code (a failure report is printed on
+/// stderr); when the launcher received a signal, ends the process with it.
+pub fn run(args: RunArgs, gpus: GpuCounter<'_>) -> ExitCode {
+    let (cfg, program, args) = match args.into_config(gpus) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("tutti run: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match Launcher::new(cfg).run_program(program, args) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(LaunchError::Signal { signal, .. }) => exit_with_signal(signal),
+        Err(e @ LaunchError::WorkersFailed(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("tutti run: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
