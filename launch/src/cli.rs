@@ -96,7 +96,13 @@ pub struct RunArgs {
     /// Run PROGRAM directly even when it ends in `.py`.
     #[arg(long = "no-python", alias = "no_python")]
     pub no_python: bool,
-    /// PROGRAM is a Python module (`python3 -u -m PROGRAM`).
+    /// Which torch.distributed (c10d TCPStore protocol) clients the workers' store
+    /// accepts: any (default), loopback (this host only) or deny. They cannot present
+    /// the job token; tutti's own clients always must.
+    #[arg(long = "c10d-store", alias = "c10d_store", default_value = "any")]
+    pub c10d_store: String,
+    /// PROGRAM is a Python module (`$PYTHON_EXEC -u -m PROGRAM`; python3 when
+    /// PYTHON_EXEC is unset, as torchrun).
     #[arg(short = 'm', long = "module")]
     pub module: bool,
     /// The program each worker runs, and its arguments.
@@ -174,6 +180,12 @@ impl RunArgs {
                 &self.exit_barrier_timeout,
             )?,
             stop_timeout: parse_seconds("--stop-timeout", &self.stop_timeout)?,
+            c10d_store: self.c10d_store.parse().map_err(|_| {
+                LaunchError::Config(format!(
+                    "--c10d-store {:?} is not one of any, loopback, deny",
+                    self.c10d_store
+                ))
+            })?,
             ..LaunchConfig::default()
         };
         cfg.validate()?;
@@ -183,18 +195,27 @@ impl RunArgs {
         };
         let args: Vec<OsString> = command.collect();
         let is_py = program.to_string_lossy().ends_with(".py");
+        let python = python_exec();
         Ok(if self.module {
             let mut a = vec!["-u".into(), "-m".into(), program];
             a.extend(args);
-            (cfg, "python3".into(), a)
+            (cfg, python.clone(), a)
         } else if is_py && !self.no_python {
             let mut a = vec!["-u".into(), program];
             a.extend(args);
-            (cfg, "python3".into(), a)
+            (cfg, python.clone(), a)
         } else {
             (cfg, program, args)
         })
     }
+}
+
+/// The Python interpreter of `.py` programs and `-m`: `PYTHON_EXEC` (torchrun's
+/// variable), else `python3`.
+pub fn python_exec() -> OsString {
+    std::env::var_os("PYTHON_EXEC")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// Runs `tutti run`: returns the exit code (a failure report is printed on

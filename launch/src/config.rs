@@ -361,6 +361,11 @@ pub struct LaunchConfig {
     /// `TUTTI_JOB_TOKEN`, else one derived from `run_id`. Also the workers' job
     /// token when set; else every round gets a random one.
     pub job_token: Option<String>,
+    /// Which clients of c10d's TCPStore protocol (torch.distributed's workers,
+    /// which cannot present the job token) the workers' store accepts
+    /// (`--c10d-store`, default any: torch workers on every node reach it). tutti's
+    /// own protocol always requires the token; refused connections are logged.
+    pub c10d_store: tutti_store::C10dAccess,
 }
 
 impl Default for LaunchConfig {
@@ -389,6 +394,7 @@ impl Default for LaunchConfig {
             handle_signals: true,
             env: Vec::new(),
             job_token: None,
+            c10d_store: tutti_store::C10dAccess::Any,
         }
     }
 }

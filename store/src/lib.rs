@@ -44,7 +44,10 @@ pub use prefix::PrefixStore;
 pub use rendezvous::{
     DEFAULT_TRACE_TIMEOUT, barrier, barrier_with_trace_timeout, get_all, synchronize,
 };
-pub use tcp::{TcpStore, TcpStoreBuilder, TcpStoreServer, raise_fd_limit};
+pub use tcp::{
+    C10dAccess, PROTOCOL_ENV, StoreProtocol, TcpStore, TcpStoreBuilder, TcpStoreServer,
+    raise_fd_limit,
+};
 
 /// The timeout a store starts with: 300 s, as in torch.distributed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);

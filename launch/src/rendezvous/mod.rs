@@ -87,6 +87,8 @@ pub(crate) struct Rendezvous {
     loopback: bool,
     /// The workers' token when the user gave one.
     token: Option<String>,
+    /// Which c10d clients the workers' store accepts.
+    c10d: tutti_store::C10dAccess,
 }
 
 /// One round this launcher is a member of.
@@ -230,6 +232,7 @@ impl Rendezvous {
                     .ok()
                     .filter(|t| !t.is_empty())
             }),
+            c10d: cfg.c10d_store,
         })
     }
 
@@ -401,7 +404,7 @@ impl Rendezvous {
                 } else {
                     std::net::Ipv4Addr::UNSPECIFIED.into()
                 };
-                let server = TcpStoreServer::bind((bind, 0), Some(&token))?;
+                let server = TcpStoreServer::bind_with_c10d((bind, 0), Some(&token), self.c10d)?;
                 let ws = WorkerStore {
                     addr: self.me.addr.clone(),
                     port: server.port(),

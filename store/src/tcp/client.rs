@@ -13,9 +13,9 @@ use crate::util::Deadline;
 use crate::{Result, StoreError};
 
 /// The longest single connect attempt or handshake before retrying.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// A connected, authenticated client socket.
 #[derive(Debug)]
@@ -204,7 +204,7 @@ pub(crate) enum ReadError {
 }
 
 /// `d` scaled by a random factor in [0.5, 1.0).
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
     d.mul_f64(0.5 + (r % 1024) as f64 / 2048.0)
 }

@@ -1,7 +1,14 @@
 //! The TCP store: [`TcpStore`] (a client, which on the master rank also starts the
 //! server) and [`TcpStoreServer`].
+//!
+//! Keys: [`TcpStore`] sends every key `k` as `/k`, exactly as c10d's `TCPStore`
+//! client does, in both protocols, so a Rust client and a torch.distributed client
+//! of one server (tutti's or torch's) reach the same keys.
 
 mod auth;
+mod c10d;
+mod c10d_client;
+mod c10d_ops;
 mod client;
 mod fdlimit;
 mod protocol;
@@ -12,9 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use fdlimit::raise_fd_limit;
-pub use server::TcpStoreServer;
+pub use server::{C10dAccess, TcpStoreServer};
 
 use self::auth::resolve_token;
+use self::c10d_client::C10dConnection;
 use self::client::{Connection, ReadError};
 use self::protocol::{
     ErrorKind, MAX_FRAME, Request, Response, frame_size, parse_response, timeout_to_ms,
@@ -34,6 +42,49 @@ const INIT_KEY: &str = "tutti/store/init";
 /// (the server answers `TimedOut` itself at the deadline).
 const REPLY_GRACE: Duration = Duration::from_secs(30);
 
+/// The environment variable [`TcpStore::builder`] reads the default
+/// [`StoreProtocol`] from (`tutti` or `c10d`).
+pub const PROTOCOL_ENV: &str = "TUTTI_STORE_PROTOCOL";
+
+/// The wire protocol a [`TcpStore`] client speaks to its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreProtocol {
+    /// tutti's protocol: authenticated by the job token (a [`TcpStoreServer`]).
+    #[default]
+    Tutti,
+    /// c10d's TCPStore protocol: to a torch.distributed `TCPStore` server (or a
+    /// [`TcpStoreServer`] that accepts c10d clients). No token.
+    C10d,
+}
+
+impl std::str::FromStr for StoreProtocol {
+    type Err = StoreError;
+
+    /// `tutti` or `c10d` (also `torch`).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tutti" => Ok(StoreProtocol::Tutti),
+            "c10d" | "torch" => Ok(StoreProtocol::C10d),
+            _ => Err(StoreError::InvalidArgument(format!(
+                "store protocol {s:?} is not one of tutti, c10d"
+            ))),
+        }
+    }
+}
+
+/// The key `key` as sent on the wire.
+fn wire_key(key: &str) -> String {
+    let mut k = String::with_capacity(key.len() + 1);
+    k.push('/');
+    k.push_str(key);
+    k
+}
+
+/// A key reported by the server, as the caller named it.
+fn user_key(key: &str) -> &str {
+    key.strip_prefix('/').unwrap_or(key)
+}
+
 /// A client of a [`TcpStoreServer`]: the default store of a job.
 ///
 /// Build one with [`TcpStore::builder`]. On the master (rank 0, or the launcher) the
@@ -49,11 +100,13 @@ pub struct TcpStore {
     token: Vec<u8>,
     timeout: TimeoutCell,
     server: Option<Arc<TcpStoreServer>>,
+    protocol: StoreProtocol,
 }
 
 #[derive(Debug)]
 enum ConnState {
     Ready(Connection),
+    C10d(C10dConnection),
     Broken(String),
 }
 
@@ -69,6 +122,8 @@ pub struct TcpStoreBuilder {
     timeout: Duration,
     token: Option<String>,
     bind_addr: IpAddr,
+    protocol: Option<StoreProtocol>,
+    c10d_access: C10dAccess,
 }
 
 impl TcpStoreBuilder {
@@ -114,13 +169,52 @@ impl TcpStoreBuilder {
         self
     }
 
+    /// The protocol to speak to the server. Default: the value of
+    /// `TUTTI_STORE_PROTOCOL` (`tutti` or `c10d`), else tutti's. Use
+    /// [`StoreProtocol::C10d`] to reach a torch.distributed `TCPStore` server (e.g.
+    /// torchrun's agent store). The master always speaks tutti's to its own server.
+    pub fn protocol(mut self, protocol: StoreProtocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// On the master: which c10d (torch.distributed) clients its server accepts
+    /// (see [`C10dAccess`]). Default: none.
+    pub fn c10d_access(mut self, access: C10dAccess) -> Self {
+        self.c10d_access = access;
+        self
+    }
+
     /// Starts the server if this is the master, connects (retrying with backoff until
     /// the timeout), and on the master waits for the workers if asked to.
     pub fn connect(self) -> Result<TcpStore> {
+        let protocol = match self.protocol {
+            Some(p) => p,
+            None => match std::env::var(PROTOCOL_ENV) {
+                Ok(v) if !v.trim().is_empty() => v.parse().map_err(|_| {
+                    StoreError::InvalidArgument(format!(
+                        "environment variable {PROTOCOL_ENV}={v:?} is not one of tutti, c10d"
+                    ))
+                })?,
+                _ => StoreProtocol::Tutti,
+            },
+        };
+        let protocol = if self.is_master {
+            StoreProtocol::Tutti
+        } else {
+            protocol
+        };
+        if protocol == StoreProtocol::C10d {
+            return self.connect_c10d();
+        }
         let token = resolve_token(self.token.as_deref())?;
         let token_str = String::from_utf8_lossy(&token).into_owned();
         let (server, host, port) = if self.is_master {
-            let server = TcpStoreServer::bind((self.bind_addr, self.port), Some(&token_str))?;
+            let server = TcpStoreServer::bind_with_c10d(
+                (self.bind_addr, self.port),
+                Some(&token_str),
+                self.c10d_access,
+            )?;
             let ip = match server.local_addr().ip() {
                 IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
                 IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -139,6 +233,7 @@ impl TcpStoreBuilder {
             token,
             timeout: TimeoutCell::new(self.timeout),
             server,
+            protocol,
         };
         if let Some(world_size) = self.world_size {
             store.add(INIT_KEY, 1)?;
@@ -163,6 +258,8 @@ impl TcpStore {
             timeout: DEFAULT_TIMEOUT,
             token: None,
             bind_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            protocol: None,
+            c10d_access: C10dAccess::Deny,
         }
     }
 
@@ -186,17 +283,35 @@ impl TcpStore {
         self.server.as_deref()
     }
 
+    /// The protocol this client speaks.
+    pub fn protocol(&self) -> StoreProtocol {
+        self.protocol
+    }
+
     /// A second client of the same server with its own connection (sharing the
     /// master's server, which then lives until both are dropped).
     pub fn try_clone(&self) -> Result<Self> {
-        let conn = Connection::connect(&self.host, self.port, &self.token, self.timeout())?;
+        let conn = match self.protocol {
+            StoreProtocol::Tutti => ConnState::Ready(Connection::connect(
+                &self.host,
+                self.port,
+                &self.token,
+                self.timeout(),
+            )?),
+            StoreProtocol::C10d => ConnState::C10d(C10dConnection::connect(
+                &self.host,
+                self.port,
+                self.timeout(),
+            )?),
+        };
         Ok(Self {
-            conn: Mutex::new(ConnState::Ready(conn)),
+            conn: Mutex::new(conn),
             host: self.host.clone(),
             port: self.port,
             token: self.token.clone(),
             timeout: TimeoutCell::new(self.timeout()),
             server: self.server.clone(),
+            protocol: self.protocol,
         })
     }
 
@@ -223,6 +338,26 @@ impl TcpStore {
         }
     }
 
+    /// `add` in tutti's protocol on the wire key `wire`.
+    fn tutti_add(&self, wire: &str, key: &str, delta: i64) -> Result<i64> {
+        let mut out = 0;
+        self.exchange(
+            "add",
+            key,
+            &Request::Add { key: wire, delta },
+            None,
+            1,
+            |resp| match resp {
+                Response::Integer(v) => {
+                    out = v;
+                    Ok(())
+                }
+                other => Err(self.unexpected("add", &other)),
+            },
+        )?;
+        Ok(out)
+    }
+
     fn lock(&self) -> MutexGuard<'_, ConnState> {
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -242,6 +377,11 @@ impl TcpStore {
         let mut state = self.lock();
         let conn = match &mut *state {
             ConnState::Ready(conn) => conn,
+            ConnState::C10d(_) => {
+                return Err(StoreError::InvalidArgument(format!(
+                    "store {op}: a c10d connection cannot carry tutti's protocol"
+                )));
+            }
             ConnState::Broken(why) => {
                 return Err(StoreError::Io {
                     context: format!(
@@ -344,10 +484,11 @@ impl TcpStore {
 
     fn wait_timed(&self, keys: &[&str], timeout: Duration) -> Result<()> {
         check_keys("wait", keys)?;
-        check_frame("wait", frame_size(8, keys.iter().map(|k| k.len())))?;
+        check_frame("wait", frame_size(8, keys.iter().map(|k| k.len() + 1)))?;
         let start = Instant::now();
+        let wire: Vec<String> = keys.iter().map(|k| wire_key(k)).collect();
         let req = Request::Wait {
-            keys: keys.to_vec(),
+            keys: wire.iter().map(String::as_str).collect(),
             timeout_ms: timeout_to_ms(timeout),
         };
         self.exchange(
@@ -358,13 +499,17 @@ impl TcpStore {
             1,
             |resp| match resp {
                 Response::Ok => Ok(()),
-                Response::TimedOut { missing } => {
-                    Err(timeout_error(keys, &missing, start.elapsed()))
-                }
+                Response::TimedOut { missing } => Err(timed_out(keys, &missing, start)),
                 other => Err(self.unexpected("wait", &other)),
             },
         )
     }
+}
+
+/// The timeout error for `keys`, of which the server reported `missing` (wire keys).
+fn timed_out(keys: &[&str], missing: &[&str], start: Instant) -> StoreError {
+    let missing: Vec<&str> = missing.iter().map(|k| user_key(k)).collect();
+    timeout_error(keys, &missing, start.elapsed())
 }
 
 fn check_frame(op: &'static str, size: usize) -> Result<()> {
@@ -380,16 +525,24 @@ impl Store for TcpStore {
     fn set(&self, key: &str, value: &[u8]) -> Result<()> {
         check_key("set", key)?;
         check_value("set", key, value.len())?;
-        self.expect_ok("set", key, &Request::Set { key, value })
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_set(key, value);
+        }
+        let wire = wire_key(key);
+        self.expect_ok("set", key, &Request::Set { key: &wire, value })
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         check_key("get", key)?;
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_get(key);
+        }
         let timeout = self.timeout();
         let start = Instant::now();
         let mut out = Vec::new();
+        let wire = wire_key(key);
         let req = Request::Get {
-            key,
+            key: &wire,
             timeout_ms: timeout_to_ms(timeout),
         };
         self.exchange("get", key, &req, Some(timeout), 1, |resp| match resp {
@@ -397,7 +550,7 @@ impl Store for TcpStore {
                 out = v.to_vec();
                 Ok(())
             }
-            Response::TimedOut { missing } => Err(timeout_error(&[key], &missing, start.elapsed())),
+            Response::TimedOut { missing } => Err(timed_out(&[key], &missing, start)),
             other => Err(self.unexpected("get", &other)),
         })?;
         Ok(out)
@@ -405,31 +558,23 @@ impl Store for TcpStore {
 
     fn add(&self, key: &str, delta: i64) -> Result<i64> {
         check_key("add", key)?;
-        let mut out = 0;
-        self.exchange(
-            "add",
-            key,
-            &Request::Add { key, delta },
-            None,
-            1,
-            |resp| match resp {
-                Response::Integer(v) => {
-                    out = v;
-                    Ok(())
-                }
-                other => Err(self.unexpected("add", &other)),
-            },
-        )?;
-        Ok(out)
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_add(&wire_key(key), key, delta);
+        }
+        self.tutti_add(&wire_key(key), key, delta)
     }
 
     fn compare_set(&self, key: &str, expected: &[u8], desired: &[u8]) -> Result<Vec<u8>> {
         check_key("compare_set", key)?;
         check_value("compare_set", key, expected.len())?;
         check_value("compare_set", key, desired.len())?;
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_compare_set(key, expected, desired);
+        }
         let mut out = Vec::new();
+        let wire = wire_key(key);
         let req = Request::CompareSet {
-            key,
+            key: &wire,
             expected,
             desired,
         };
@@ -445,10 +590,14 @@ impl Store for TcpStore {
 
     fn check(&self, keys: &[&str]) -> Result<bool> {
         check_keys("check", keys)?;
-        check_frame("check", frame_size(0, keys.iter().map(|k| k.len())))?;
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_check(keys);
+        }
+        check_frame("check", frame_size(0, keys.iter().map(|k| k.len() + 1)))?;
         let mut out = false;
+        let wire: Vec<String> = keys.iter().map(|k| wire_key(k)).collect();
         let req = Request::Check {
-            keys: keys.to_vec(),
+            keys: wire.iter().map(String::as_str).collect(),
         };
         self.exchange(
             "check",
@@ -468,20 +617,29 @@ impl Store for TcpStore {
     }
 
     fn wait(&self, keys: &[&str], timeout: Option<Duration>) -> Result<()> {
-        self.wait_timed(keys, timeout.unwrap_or_else(|| self.timeout()))
+        let timeout = timeout.unwrap_or_else(|| self.timeout());
+        if self.protocol == StoreProtocol::C10d {
+            check_keys("wait", keys)?;
+            return self.c10d_wait(keys, timeout);
+        }
+        self.wait_timed(keys, timeout)
     }
 
     fn multi_get(&self, keys: &[&str]) -> Result<Vec<Vec<u8>>> {
         check_keys("multi_get", keys)?;
-        check_frame("multi_get", frame_size(8, keys.iter().map(|k| k.len())))?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_multi_get(keys);
+        }
+        check_frame("multi_get", frame_size(8, keys.iter().map(|k| k.len() + 1)))?;
         let timeout = self.timeout();
         let start = Instant::now();
         let mut out = Vec::with_capacity(keys.len());
+        let wire: Vec<String> = keys.iter().map(|k| wire_key(k)).collect();
         let req = Request::MultiGet {
-            keys: keys.to_vec(),
+            keys: wire.iter().map(String::as_str).collect(),
             timeout_ms: timeout_to_ms(timeout),
         };
         self.exchange(
@@ -495,9 +653,7 @@ impl Store for TcpStore {
                     out.push(v.to_vec());
                     Ok(())
                 }
-                Response::TimedOut { missing } => {
-                    Err(timeout_error(keys, &missing, start.elapsed()))
-                }
+                Response::TimedOut { missing } => Err(timed_out(keys, &missing, start)),
                 other => Err(self.unexpected("multi_get", &other)),
             },
         )?;
@@ -506,14 +662,19 @@ impl Store for TcpStore {
 
     fn multi_set(&self, keys: &[&str], values: &[&[u8]]) -> Result<()> {
         check_multi_set(keys, values)?;
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_multi_set(keys, values);
+        }
+        let wire: Vec<String> = keys.iter().map(|k| wire_key(k)).collect();
         // Pack the pairs into as few frames as the frame limit allows.
         let mut batch: Vec<(&str, &[u8])> = Vec::new();
         let mut size = frame_size(4, []);
-        for (k, v) in keys.iter().zip(values) {
+        for (k, v) in wire.iter().zip(values) {
             let pair = 8 + k.len() + v.len();
             if !batch.is_empty() && size + pair > MAX_FRAME {
                 let pairs = std::mem::take(&mut batch);
-                self.expect_ok("multi_set", pairs[0].0, &Request::MultiSet { pairs })?;
+                let first = user_key(pairs[0].0).to_string();
+                self.expect_ok("multi_set", &first, &Request::MultiSet { pairs })?;
                 size = frame_size(4, []);
             }
             batch.push((k, v));
@@ -522,22 +683,31 @@ impl Store for TcpStore {
         if batch.is_empty() {
             return Ok(());
         }
-        self.expect_ok("multi_set", batch[0].0, &Request::MultiSet { pairs: batch })
+        let first = user_key(batch[0].0).to_string();
+        self.expect_ok("multi_set", &first, &Request::MultiSet { pairs: batch })
     }
 
     fn append(&self, key: &str, value: &[u8]) -> Result<()> {
         check_key("append", key)?;
         check_value("append", key, value.len())?;
-        self.expect_ok("append", key, &Request::Append { key, value })
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_append(key, value);
+        }
+        let wire = wire_key(key);
+        self.expect_ok("append", key, &Request::Append { key: &wire, value })
     }
 
     fn delete_key(&self, key: &str) -> Result<bool> {
         check_key("delete_key", key)?;
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_delete_key(key);
+        }
         let mut out = false;
+        let wire = wire_key(key);
         self.exchange(
             "delete_key",
             key,
-            &Request::DeleteKey { key },
+            &Request::DeleteKey { key: &wire },
             None,
             1,
             |resp| match resp {
@@ -552,6 +722,9 @@ impl Store for TcpStore {
     }
 
     fn num_keys(&self) -> Result<u64> {
+        if self.protocol == StoreProtocol::C10d {
+            return self.c10d_num_keys();
+        }
         let mut out = 0;
         self.exchange(
             "num_keys",

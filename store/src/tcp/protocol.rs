@@ -2,7 +2,7 @@
 //!
 //! A frame is `len:u32 LE` followed by `len` bytes of body; the body starts with an
 //! opcode byte. Integers are little-endian; byte strings and keys are `len:u32`
-//! followed by the bytes (keys are UTF-8, at most [`MAX_KEY_LEN`] bytes; values at
+//! followed by the bytes (keys are UTF-8, at most [`WIRE_KEY_LEN`] bytes; values at
 //! most [`MAX_VALUE_LEN`]); key lists are `count:u32` followed by the keys. Timeouts are
 //! milliseconds, 0 meaning "wait forever".
 //!
@@ -26,7 +26,11 @@ pub(crate) const MAX_TOKEN_LEN: usize = 1024;
 /// The largest frame before the handshake (a `Hello`).
 pub(crate) const MAX_HELLO_FRAME: usize = 1 + MAGIC.len() + 2 + 4 + MAX_TOKEN_LEN;
 /// The largest frame after it (a `compare_set` of two maximal values, with slack).
-pub(crate) const MAX_FRAME: usize = 2 * MAX_VALUE_LEN + 2 * MAX_KEY_LEN + 64;
+pub(crate) const MAX_FRAME: usize = 2 * MAX_VALUE_LEN + 2 * WIRE_KEY_LEN + 64;
+/// The longest key on the wire: a store key of at most [`MAX_KEY_LEN`] bytes behind
+/// the `/` that [`TcpStore`](super::TcpStore) puts before every key (as c10d's
+/// TCPStore client does, so that both reach the same keys).
+pub(crate) const WIRE_KEY_LEN: usize = MAX_KEY_LEN + 1;
 /// Bytes of the length prefix.
 pub(crate) const LEN_PREFIX: usize = 4;
 
@@ -332,7 +336,7 @@ impl<'a> Reader<'a> {
     }
 
     fn key(&mut self) -> Result<&'a str, ProtocolError> {
-        let key = self.bytes(MAX_KEY_LEN, "key")?;
+        let key = self.bytes(WIRE_KEY_LEN, "key")?;
         std::str::from_utf8(key).map_err(|_| perr("key is not UTF-8"))
     }
 
@@ -703,7 +707,7 @@ mod tests {
         // A key list claiming 2^32-1 keys in a small frame.
         let body = [&[op::CHECK][..], &u32::MAX.to_le_bytes()].concat();
         assert!(parse_request(&body).unwrap_err().0.contains("does not fit"));
-        let body = [&[op::SET][..], &(MAX_KEY_LEN as u32 + 1).to_le_bytes()].concat();
+        let body = [&[op::SET][..], &(WIRE_KEY_LEN as u32 + 1).to_le_bytes()].concat();
         assert!(
             parse_request(&body)
                 .unwrap_err()

@@ -1,5 +1,11 @@
 //! [`TcpStoreServer`]: the TCP store's server, one `mio` event-loop thread.
 //!
+//! It speaks two protocols on one port and tells them apart by a connection's first
+//! five bytes (see [`c10d::detect`]): tutti's framed protocol, whose clients present
+//! the job token, and c10d's TCPStore protocol (torch.distributed's clients), which
+//! has no token and is accepted only as [`C10dAccess`] allows. Both reach the same
+//! keys.
+//!
 //! Each connection has a read buffer, a write buffer and at most one parked wait
 //! (clients send one request at a time). A `get`, `multi_get` or `wait` whose keys
 //! are missing parks on the first missing key; the `set`/`add`/... that creates that
@@ -22,6 +28,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::auth::{resolve_token, tokens_equal};
+use super::c10d::{self, Detected};
 use super::protocol::{
     ErrorKind, MAX_FRAME, MAX_HELLO_FRAME, Request, Response, VERSION, decode_request,
     encode_response,
@@ -47,6 +54,58 @@ const READ_CHUNK: usize = 64 << 10;
 /// After `accept` fails (out of file descriptors), retry after this long.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
+/// Which clients of c10d's TCPStore protocol (torch.distributed) a
+/// [`TcpStoreServer`] accepts. They cannot present tutti's job token, so accepting
+/// them lets anyone who reaches the port read and write the store, as with torch's
+/// own TCPStore; tutti's protocol always requires the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum C10dAccess {
+    /// Refuse them (the default of [`TcpStoreServer::bind`]).
+    #[default]
+    Deny,
+    /// Accept them from loopback addresses only (this host).
+    Loopback,
+    /// Accept them from any address (the launcher's workers' store, so that torch
+    /// workers on every node can reach it).
+    Any,
+}
+
+impl C10dAccess {
+    fn allows(self, peer: &SocketAddr) -> bool {
+        match self {
+            C10dAccess::Deny => false,
+            C10dAccess::Loopback => peer.ip().is_loopback(),
+            C10dAccess::Any => true,
+        }
+    }
+}
+
+impl std::str::FromStr for C10dAccess {
+    type Err = StoreError;
+
+    /// `deny`, `loopback` or `any`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "deny" | "no" | "off" => Ok(C10dAccess::Deny),
+            "loopback" | "local" => Ok(C10dAccess::Loopback),
+            "any" | "yes" | "on" => Ok(C10dAccess::Any),
+            _ => Err(StoreError::InvalidArgument(format!(
+                "c10d access {s:?} is not one of deny, loopback, any"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for C10dAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            C10dAccess::Deny => "deny",
+            C10dAccess::Loopback => "loopback",
+            C10dAccess::Any => "any",
+        })
+    }
+}
+
 /// The TCP store's server. It runs on its own thread from [`bind`](Self::bind) until
 /// it is dropped (or [`shutdown`](Self::shutdown)); dropping it closes every client's
 /// connection.
@@ -68,7 +127,21 @@ impl TcpStoreServer {
     ///
     /// Raises this process's soft limit on open files to the hard limit, since every
     /// client holds a descriptor here.
+    ///
+    /// Clients of c10d's TCPStore protocol are refused; see
+    /// [`bind_with_c10d`](Self::bind_with_c10d).
     pub fn bind(addr: impl ToSocketAddrs, token: Option<&str>) -> Result<Self> {
+        Self::bind_with_c10d(addr, token, C10dAccess::Deny)
+    }
+
+    /// As [`bind`](Self::bind), and also serves clients of c10d's TCPStore protocol
+    /// (torch.distributed's `TCPStore`) as `c10d` allows. Each refused connection is
+    /// logged (warning) with the peer's address.
+    pub fn bind_with_c10d(
+        addr: impl ToSocketAddrs,
+        token: Option<&str>,
+        c10d: C10dAccess,
+    ) -> Result<Self> {
         let token = resolve_token(token)?;
         if let Err(e) = super::raise_fd_limit() {
             tracing::debug!("store server: could not raise the open-file limit: {e}");
@@ -112,12 +185,12 @@ impl TcpStoreServer {
         let waker =
             Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("creating the waker"))?);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut event_loop = EventLoop::new(poll, listener, token, Arc::clone(&stop));
+        let mut event_loop = EventLoop::new(poll, listener, token, c10d, Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("tutti-store-server".into())
             .spawn(move || event_loop.run())
             .map_err(io_err("spawning the server thread"))?;
-        tracing::info!(%addr, "store server listening");
+        tracing::info!(%addr, c10d = %c10d, "store server listening");
         Ok(Self {
             addr,
             stop,
@@ -171,11 +244,26 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// What a parked request answers once its keys exist.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ParkKind {
     Get,
     MultiGet,
     Wait,
+    /// c10d's `WAIT`: answered by `STOP_WAITING`; no server-side deadline (the client
+    /// sends `CANCEL_WAIT` when its own timeout expires).
+    C10dWait,
+    /// c10d's `BARRIER` on its only key: answered by `STOP_WAITING` when the key is
+    /// next written (the last arrival, or any set/add/append of it, as in c10d).
+    C10dBarrier,
+}
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// Not known until its first five bytes arrive.
+    Detect,
+    Tutti,
+    C10d,
 }
 
 #[derive(Debug)]
@@ -193,7 +281,11 @@ struct Conn {
     peer: SocketAddr,
     /// Identifies this connection in the deadline heap (slots are reused).
     serial: u64,
+    /// Past the handshake (tutti: hello with the right token; c10d: `VALIDATE`).
     authed: bool,
+    proto: Proto,
+    /// c10d: the bytes the request at the front of `rbuf` needs, once known.
+    need: usize,
     rbuf: Vec<u8>,
     rpos: usize,
     wbuf: Vec<u8>,
@@ -267,6 +359,16 @@ impl Conn {
     }
 }
 
+/// What one step of a c10d connection did.
+enum Step {
+    /// Served a request.
+    Served,
+    /// Read more bytes.
+    Read,
+    /// Nothing more to do now (would block, parked, or closed).
+    Stop,
+}
+
 enum ReadOutcome {
     Data,
     WouldBlock,
@@ -283,6 +385,9 @@ enum Close {
     },
     Io(io::Error),
     Protocol(String),
+    /// Refused before or at the handshake (access policy, wrong magic, not a
+    /// protocol this server speaks).
+    Refused(String),
     HandshakeTimeout,
 }
 
@@ -290,6 +395,7 @@ struct EventLoop {
     poll: Poll,
     listener: TcpListener,
     token: Vec<u8>,
+    c10d: C10dAccess,
     stop: Arc<AtomicBool>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -309,11 +415,18 @@ struct EventLoop {
 }
 
 impl EventLoop {
-    fn new(poll: Poll, listener: TcpListener, token: Vec<u8>, stop: Arc<AtomicBool>) -> Self {
+    fn new(
+        poll: Poll,
+        listener: TcpListener,
+        token: Vec<u8>,
+        c10d: C10dAccess,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             poll,
             listener,
             token,
+            c10d,
             stop,
             conns: Vec::new(),
             free: Vec::new(),
@@ -433,6 +546,8 @@ impl EventLoop {
             peer,
             serial,
             authed: false,
+            proto: Proto::Detect,
+            need: 0,
             rbuf: Vec::new(),
             rpos: 0,
             wbuf: Vec::new(),
@@ -469,6 +584,66 @@ impl EventLoop {
             }
             if conn.pending_write() > WRITE_HIGH_WATER {
                 return;
+            }
+            if conn.proto == Proto::Detect {
+                match c10d::detect(&conn.rbuf[conn.rpos..], MAX_HELLO_FRAME) {
+                    Detected::Unknown => match conn.read_some(&mut self.scratch) {
+                        ReadOutcome::Data => continue,
+                        ReadOutcome::WouldBlock => return,
+                        ReadOutcome::Eof => {
+                            let partial = conn.rbuf.len() - conn.rpos;
+                            return self.close(id, Close::Eof { partial });
+                        }
+                        ReadOutcome::Err(e) => return self.close(id, Close::Io(e)),
+                    },
+                    Detected::Tutti => conn.proto = Proto::Tutti,
+                    Detected::C10d if self.c10d.allows(&conn.peer) => {
+                        conn.proto = Proto::C10d;
+                    }
+                    Detected::C10d => {
+                        let why = format!(
+                            "a c10d (torch.distributed TCPStore) client, and this server's c10d access is {}",
+                            self.c10d
+                        );
+                        return self.close(id, Close::Refused(why));
+                    }
+                    Detected::C10dBadMagic(magic) => {
+                        let got = match magic {
+                            Some(m) => format!("{m:#010x}"),
+                            None => format!("{:02x?}", &conn.rbuf[conn.rpos + 1..]),
+                        };
+                        let why = format!(
+                            "c10d VALIDATE with the wrong magic {got} (expected {:#010x})",
+                            c10d::VALIDATE_MAGIC
+                        );
+                        return self.close(id, Close::Refused(why));
+                    }
+                    Detected::Garbage => {
+                        let end = conn.rbuf.len().min(conn.rpos + 5);
+                        let head = &conn.rbuf[conn.rpos..end];
+                        let hint = if head[0] <= c10d::query::BARRIER {
+                            " (a c10d client must start with VALIDATE)"
+                        } else {
+                            ""
+                        };
+                        let why = format!(
+                            "first bytes {head:02x?} are neither tutti's store protocol nor c10d's TCPStore protocol{hint}"
+                        );
+                        return self.close(id, Close::Refused(why));
+                    }
+                }
+            }
+            if conn.proto == Proto::C10d {
+                if served >= REQUEST_BUDGET {
+                    self.deferred.push(id);
+                    return;
+                }
+                match self.step_c10d(id) {
+                    Step::Served => served += 1,
+                    Step::Read => {}
+                    Step::Stop => return,
+                }
+                continue;
             }
             if conn.parked.is_some() {
                 // A parked client only waits: bytes now break the protocol.
@@ -528,6 +703,228 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// One step of a c10d connection: serve the request at the front of its buffer,
+    /// or read more bytes.
+    fn step_c10d(&mut self, id: usize) -> Step {
+        let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Step::Stop;
+        };
+        let avail = conn.rbuf.len() - conn.rpos;
+        if avail > 0 && avail >= conn.need {
+            let rbuf = std::mem::take(&mut conn.rbuf);
+            match c10d::decode_request(&rbuf[conn.rpos..]) {
+                Ok(c10d::Decoded::Request(req, used)) => {
+                    conn.need = 0;
+                    self.handle_c10d(id, req);
+                    if let Some(conn) = self.conn(id) {
+                        conn.rbuf = rbuf;
+                        conn.consume(used);
+                    }
+                    return Step::Served;
+                }
+                Ok(c10d::Decoded::Incomplete(need)) => {
+                    conn.rbuf = rbuf;
+                    conn.need = need;
+                }
+                Err(e) => {
+                    conn.rbuf = rbuf;
+                    self.close(id, Close::Protocol(format!("c10d client: {}", e.0)));
+                    return Step::Stop;
+                }
+            }
+        }
+        let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return Step::Stop;
+        };
+        match conn.read_some(&mut self.scratch) {
+            ReadOutcome::Data => Step::Read,
+            ReadOutcome::WouldBlock => Step::Stop,
+            ReadOutcome::Eof => {
+                let partial = conn.rbuf.len() - conn.rpos;
+                self.close(id, Close::Eof { partial });
+                Step::Stop
+            }
+            ReadOutcome::Err(e) => {
+                self.close(id, Close::Io(e));
+                Step::Stop
+            }
+        }
+    }
+
+    /// Serves one c10d request with c10d's semantics (see [`c10d::Request`] for each
+    /// reply). Requests c10d's server fails on (an `ADD` to a value that is not a
+    /// number, an `APPEND` past the size limit) close the connection, as there.
+    fn handle_c10d(&mut self, id: usize, req: c10d::Request<'_>) {
+        use c10d::{Request as Q, Writer};
+        let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if !conn.authed {
+            match req {
+                Q::Validate { magic } if magic == c10d::VALIDATE_MAGIC => {
+                    conn.authed = true;
+                    tracing::debug!(peer = %conn.peer, "store server: c10d client validated");
+                }
+                _ => {
+                    let why = "c10d client: the first request must be VALIDATE".to_string();
+                    self.close(id, Close::Refused(why));
+                }
+            }
+            return;
+        }
+        if conn.parked.is_some() {
+            if req != Q::CancelWait {
+                let why = format!("c10d client sent {req:?} while its wait was pending");
+                return self.close(id, Close::Protocol(why));
+            }
+            if let Some(p) = conn.parked.take() {
+                self.parked_count -= 1;
+                self.unregister(&p, id);
+            }
+            if let Some(conn) = self.conn(id) {
+                Writer(&mut conn.wbuf).u8(c10d::WAIT_CANCELED);
+            }
+            return;
+        }
+        let w = &mut conn.wbuf;
+        match req {
+            Q::Validate { .. } => {
+                self.close(id, Close::Protocol("c10d client: second VALIDATE".into()));
+            }
+            Q::Ping { nonce } => {
+                Writer(w).u32(nonce);
+            }
+            Q::Set { key, value } => {
+                self.table.set(key, value.to_vec());
+                self.wake(key);
+            }
+            Q::CompareSet {
+                key,
+                expected,
+                desired,
+            } => {
+                let (v, changed) = self.table.compare_set(key, expected, desired);
+                Writer(w).bytes(&v);
+                if changed {
+                    self.wake(key);
+                }
+            }
+            Q::Get { key } => {
+                Writer(w).bytes(self.table.get(key).map_or(&[][..], Vec::as_slice));
+            }
+            Q::Add { key, delta } => match self.table.add(key, delta) {
+                Ok(v) => {
+                    Writer(w).i64(v);
+                    self.wake(key);
+                }
+                Err(m) => {
+                    let why = format!("c10d client: ADD {delta} to key {key:?}: {m}");
+                    self.close(id, Close::Protocol(why));
+                }
+            },
+            Q::Check { keys } => {
+                let all = keys.iter().all(|k| self.table.exists(k));
+                Writer(w).u8(if all {
+                    c10d::CHECK_READY
+                } else {
+                    c10d::CHECK_NOT_READY
+                });
+            }
+            Q::Wait { keys } => {
+                if keys.iter().all(|k| self.table.exists(k)) {
+                    Writer(w).u8(c10d::STOP_WAITING);
+                } else {
+                    self.park(id, ParkKind::C10dWait, &keys, 0);
+                }
+            }
+            Q::GetNumKeys => {
+                Writer(w).i64(self.table.len() as i64);
+            }
+            Q::DeleteKey { key } => {
+                let existed = self.table.delete(key);
+                Writer(w).i64(i64::from(existed));
+            }
+            Q::Append { key, value } => match self.table.append(key, value) {
+                Ok(()) => self.wake(key),
+                Err(m) => {
+                    let why = format!("c10d client: APPEND to key {key:?}: {m}");
+                    self.close(id, Close::Protocol(why));
+                }
+            },
+            Q::MultiGet { keys } => {
+                for k in &keys {
+                    Writer(w).bytes(self.table.get(k).map_or(&[][..], Vec::as_slice));
+                }
+            }
+            Q::MultiSet { pairs } => {
+                for (k, v) in &pairs {
+                    self.table.set(k, v.to_vec());
+                }
+                for (k, _) in &pairs {
+                    self.wake(k);
+                }
+            }
+            Q::CancelWait => {
+                // Nothing parked: the wait completed before the cancel arrived.
+                Writer(w).u8(c10d::WAIT_CANCELED);
+            }
+            Q::QueuePush { key, value } => {
+                self.table.queue_push(key, value.to_vec());
+                self.wake_one(key);
+            }
+            Q::QueuePop { key } => {
+                let (len, value) = self.table.queue_pop(key);
+                Writer(w).i64(len as i64);
+                if let Some(v) = value {
+                    Writer(w).bytes(&v);
+                }
+            }
+            Q::QueueLen { key } => {
+                Writer(w).i64(self.table.queue_len(key) as i64);
+            }
+            Q::ListKeys => {
+                let mut out = Writer(w);
+                out.i64(self.table.len() as i64);
+                for k in self.table.keys() {
+                    out.bytes(k.as_bytes());
+                }
+            }
+            Q::Barrier { key, world_size } => self.barrier_c10d(id, key, world_size),
+        }
+    }
+
+    /// c10d's `BARRIER`: adds 1 to the counter at `key`; the arrival that brings it to
+    /// `world_size` releases everyone, the others park until then.
+    fn barrier_c10d(&mut self, id: usize, key: &str, world_size: i64) {
+        let count = match self.table.add(key, 1) {
+            Ok(c) => c,
+            Err(m) => {
+                let why = format!("c10d client: BARRIER on key {key:?}: {m}");
+                return self.close(id, Close::Protocol(why));
+            }
+        };
+        if count >= world_size {
+            self.wake(key);
+            if let Some(conn) = self.conn(id) {
+                c10d::Writer(&mut conn.wbuf).u8(c10d::STOP_WAITING);
+            }
+            return;
+        }
+        let serial = self.serial();
+        let Some(conn) = self.conn(id) else { return };
+        conn.parked = Some(Parked {
+            kind: ParkKind::C10dBarrier,
+            keys: vec![key.to_string()],
+            cursor: 0,
+            serial,
+        });
+        self.parked_count += 1;
+        self.waiters
+            .entry(key.to_string())
+            .or_default()
+            .push((id, serial));
     }
 
     fn handle(&mut self, id: usize, req: Request<'_>) {
@@ -670,12 +1067,21 @@ impl EventLoop {
         let Some(p) = conn.parked.as_mut() else {
             return;
         };
-        while p.cursor < p.keys.len() && self.table.contains(&p.keys[p.cursor]) {
+        // c10d's waits also end when a queue of that name holds a value.
+        let table = &self.table;
+        let exists = |k: &str| {
+            if p.kind == ParkKind::C10dWait {
+                table.exists(k)
+            } else {
+                table.contains(k)
+            }
+        };
+        while p.cursor < p.keys.len() && exists(&p.keys[p.cursor]) {
             p.cursor += 1;
         }
         if p.cursor == p.keys.len() {
             // A key seen earlier may have been deleted since: check them all once.
-            if let Some(i) = p.keys.iter().position(|k| !self.table.contains(k)) {
+            if let Some(i) = p.keys.iter().position(|k| !exists(k)) {
                 p.cursor = i;
             }
         }
@@ -698,8 +1104,61 @@ impl EventLoop {
                 reply_values(conn, &self.table, &keys);
             }
             ParkKind::Wait => conn.reply(&Response::Ok),
+            ParkKind::C10dWait | ParkKind::C10dBarrier => {
+                c10d::Writer(&mut conn.wbuf).u8(c10d::STOP_WAITING);
+            }
         }
         self.ready.push(id);
+    }
+
+    /// Whether connection `id` is still parked with `serial`.
+    fn parked_with(&self, id: usize, serial: u64) -> Option<ParkKind> {
+        self.conns
+            .get(id)
+            .and_then(Option::as_ref)
+            .and_then(|c| c.parked.as_ref())
+            .filter(|p| p.serial == serial)
+            .map(|p| p.kind)
+    }
+
+    /// Moves on one parked wait: a c10d barrier completes (its key was written),
+    /// any other wait looks at its keys again.
+    fn nudge(&mut self, id: usize, kind: ParkKind) {
+        if kind != ParkKind::C10dBarrier {
+            return self.advance(id);
+        }
+        let Some(conn) = self.conns.get_mut(id).and_then(Option::as_mut) else {
+            return;
+        };
+        if conn.parked.take().is_some() {
+            self.parked_count -= 1;
+            c10d::Writer(&mut conn.wbuf).u8(c10d::STOP_WAITING);
+            self.ready.push(id);
+        }
+    }
+
+    /// A value was pushed to the queue `key`: moves on the first wait parked on it
+    /// that it completes (c10d wakes one waiter per pushed value).
+    fn wake_one(&mut self, key: &str) {
+        let Some(list) = self.waiters.remove(key) else {
+            return;
+        };
+        let mut rest = list.into_iter();
+        for (id, serial) in rest.by_ref() {
+            let Some(kind) = self.parked_with(id, serial) else {
+                continue;
+            };
+            self.nudge(id, kind);
+            if self.parked_with(id, serial).is_none() {
+                break;
+            }
+        }
+        let rest: Vec<_> = rest.collect();
+        if !rest.is_empty() {
+            let list = self.waiters.entry(key.to_string()).or_default();
+            let newer = std::mem::replace(list, rest);
+            list.extend(newer);
+        }
     }
 
     /// Moves on the waits parked on `key` (which now exists).
@@ -708,14 +1167,8 @@ impl EventLoop {
             return;
         };
         for (id, serial) in list {
-            let parked_here = self
-                .conns
-                .get(id)
-                .and_then(Option::as_ref)
-                .and_then(|c| c.parked.as_ref())
-                .is_some_and(|p| p.serial == serial);
-            if parked_here {
-                self.advance(id);
+            if let Some(kind) = self.parked_with(id, serial) {
+                self.nudge(id, kind);
             }
         }
     }
@@ -796,6 +1249,9 @@ impl EventLoop {
             Close::Io(e) => tracing::debug!(%peer, "store server: connection error: {e}"),
             Close::Protocol(m) => {
                 tracing::warn!(%peer, "store server: protocol error, closing the connection: {m}")
+            }
+            Close::Refused(m) => {
+                tracing::warn!(%peer, "store server: refused a connection: {m}")
             }
             Close::HandshakeTimeout => {
                 tracing::warn!(%peer, "store server: no handshake within {HANDSHAKE_TIMEOUT:?}, closing")
