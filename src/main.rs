@@ -70,7 +70,7 @@ fn init_tracing() {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_ascii_lowercase())
         })
-        .unwrap_or_else(|| "warn,tutti::launch=info".into());
+        .unwrap_or_else(|| "warn,tutti_launch=info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -7,23 +7,32 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::config::{LaunchConfig, RdzvOptions, parse_seconds};
+use super::config::{LaunchConfig, NNodes, RdzvOptions, parse_seconds};
+use super::slurm::{SlurmTask, job_port};
 use super::{Launcher, exit_with_signal};
 use crate::{LaunchError, Result};
 
 /// The flags of `tutti run [flags] [--] PROGRAM [ARGS...]`.
+///
+/// Under `srun` (one `tutti run` per node: `SLURM_STEP_ID` and `SLURM_NODEID` set),
+/// the flags left out default to the Slurm step's: `--nnodes` its node count,
+/// `--node-rank` `SLURM_NODEID`, `--master-addr` its first host
+/// (`SLURM_STEP_NODELIST`), `--master-port` `MASTER_PORT` or one derived from
+/// `SLURM_JOB_ID`, `--rdzv-id` the job id.
 #[derive(Args, Debug, Clone)]
 #[command(about = "Launch workers on this host (torchrun-compatible)")]
 pub struct RunArgs {
     /// Workers per node: a number, `cpu`/`auto` (one per CPU) or `gpu` (one per GPU).
     #[arg(long = "nproc-per-node", alias = "nproc_per_node", default_value = "1")]
     pub nproc_per_node: String,
-    /// Number of nodes (launchers): N or MIN:MAX (elastic).
-    #[arg(long, default_value = "1:1")]
-    pub nnodes: String,
-    /// This node's rank (static backend; a sort key otherwise).
-    #[arg(long = "node-rank", alias = "node_rank", default_value_t = 0)]
-    pub node_rank: usize,
+    /// Number of nodes (launchers): N or MIN:MAX (elastic). Default 1 (under srun:
+    /// the step's nodes).
+    #[arg(long)]
+    pub nnodes: Option<String>,
+    /// This node's rank (static backend; a sort key otherwise). Default 0 (under
+    /// srun: SLURM_NODEID).
+    #[arg(long = "node-rank", alias = "node_rank")]
+    pub node_rank: Option<usize>,
     /// Rendezvous backend: static, store (alias c10d) or etcd.
     #[arg(
         long = "rdzv-backend",
@@ -34,9 +43,10 @@ pub struct RunArgs {
     /// Rendezvous endpoint HOST[:PORT].
     #[arg(long = "rdzv-endpoint", alias = "rdzv_endpoint", default_value = "")]
     pub rdzv_endpoint: String,
-    /// The job's id, the same on every node.
-    #[arg(long = "rdzv-id", alias = "rdzv_id", default_value = "none")]
-    pub rdzv_id: String,
+    /// The job's id, the same on every node. Default none (under srun: the Slurm
+    /// job id).
+    #[arg(long = "rdzv-id", alias = "rdzv_id")]
+    pub rdzv_id: Option<String>,
     /// Rendezvous options key=value,...: join_timeout, last_call_timeout,
     /// keep_alive_interval, keep_alive_max_attempt, is_host.
     #[arg(long = "rdzv-conf", alias = "rdzv_conf", default_value = "")]
@@ -44,16 +54,14 @@ pub struct RunArgs {
     /// Single-node job with a private rendezvous.
     #[arg(long)]
     pub standalone: bool,
-    /// Static rendezvous host.
-    #[arg(
-        long = "master-addr",
-        alias = "master_addr",
-        default_value = "127.0.0.1"
-    )]
-    pub master_addr: String,
-    /// Static rendezvous port.
-    #[arg(long = "master-port", alias = "master_port", default_value_t = 29500)]
-    pub master_port: u16,
+    /// Static rendezvous host. Default 127.0.0.1 (under srun: the step's first
+    /// host).
+    #[arg(long = "master-addr", alias = "master_addr")]
+    pub master_addr: Option<String>,
+    /// Static rendezvous port. Default 29500 (under srun: MASTER_PORT, else derived
+    /// from SLURM_JOB_ID).
+    #[arg(long = "master-port", alias = "master_port")]
+    pub master_port: Option<u16>,
     /// The address other nodes reach this one at.
     #[arg(long = "local-addr", alias = "local_addr")]
     pub local_addr: Option<String>,
@@ -156,17 +164,37 @@ impl RunArgs {
     ) -> Result<(LaunchConfig, OsString, Vec<OsString>)> {
         let mut rdzv = RdzvOptions::default();
         rdzv.apply(&self.rdzv_conf)?;
+        let slurm = if self.standalone {
+            None
+        } else {
+            SlurmDefaults::from_env()?
+        };
+        let slurm = slurm.as_ref();
+        let nnodes = match (&self.nnodes, slurm) {
+            (Some(n), _) => n.parse()?,
+            (None, Some(s)) => NNodes::fixed(s.nnodes),
+            (None, None) => NNodes::fixed(1),
+        };
         let cfg = LaunchConfig {
             nproc_per_node: nproc(&self.nproc_per_node, gpus)?,
-            nnodes: self.nnodes.parse()?,
-            node_rank: self.node_rank,
+            nnodes,
+            node_rank: self.node_rank.or(slurm.map(|s| s.node_rank)).unwrap_or(0),
             rdzv_backend: self.rdzv_backend.parse()?,
             rdzv_endpoint: Some(self.rdzv_endpoint).filter(|e| !e.trim().is_empty()),
-            run_id: self.rdzv_id,
+            run_id: self
+                .rdzv_id
+                .or(slurm.map(|s| s.run_id.clone()))
+                .unwrap_or_else(|| "none".into()),
             rdzv,
             standalone: self.standalone,
-            master_addr: self.master_addr,
-            master_port: self.master_port,
+            master_addr: self
+                .master_addr
+                .or(slurm.map(|s| s.master_addr.clone()))
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            master_port: self
+                .master_port
+                .or(slurm.map(|s| s.master_port))
+                .unwrap_or(29500),
             local_addr: self.local_addr,
             max_restarts: self.max_restarts,
             monitor_interval: parse_seconds("--monitor-interval", &self.monitor_interval)?,
@@ -207,6 +235,61 @@ impl RunArgs {
         } else {
             (cfg, program, args)
         })
+    }
+}
+
+/// The defaults a Slurm step gives `tutti run` (one launcher per node, under srun).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SlurmDefaults {
+    nnodes: usize,
+    node_rank: usize,
+    master_addr: String,
+    master_port: u16,
+    run_id: String,
+}
+
+impl SlurmDefaults {
+    /// `None` unless this is a task of a Slurm step (`SLURM_STEP_ID` set).
+    fn from_env() -> Result<Option<Self>> {
+        if std::env::var_os("SLURM_STEP_ID").is_none() {
+            return Ok(None);
+        }
+        let Some(task) = SlurmTask::from_env()? else {
+            return Ok(None);
+        };
+        if task.local_world_size != 1 {
+            return Err(LaunchError::Config(format!(
+                "under srun, tutti run must be the only task of its node, but SLURM_STEP_TASKS_PER_NODE gives node {} {} tasks (use srun --ntasks-per-node=1)",
+                task.node_id, task.local_world_size
+            )));
+        }
+        let master_addr = task.first_host().map(str::to_string).ok_or_else(|| {
+            LaunchError::Config(
+                "under srun: environment variable SLURM_STEP_NODELIST (or SLURM_JOB_NODELIST) is not set; pass --master-addr".into(),
+            )
+        })?;
+        let master_port = match std::env::var("MASTER_PORT") {
+            Ok(p) if !p.trim().is_empty() => p.trim().parse().map_err(|_| {
+                LaunchError::Config(format!(
+                    "environment variable MASTER_PORT={p:?} is not a port number"
+                ))
+            })?,
+            _ => task.job_id.map_or(29500, job_port),
+        };
+        let defaults = SlurmDefaults {
+            nnodes: task.nnodes,
+            node_rank: task.node_id,
+            master_addr,
+            master_port,
+            run_id: task
+                .job_id
+                .map_or_else(|| "none".to_string(), |j| format!("slurm-{j}")),
+        };
+        tracing::info!(
+            ?defaults,
+            "tutti run under srun: defaults from the Slurm step"
+        );
+        Ok(Some(defaults))
     }
 }
 

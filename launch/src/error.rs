@@ -79,6 +79,10 @@ pub enum LaunchError {
         message: String,
     },
 
+    /// A Slurm variable is missing or malformed (`tutti run` under `srun`).
+    #[error(transparent)]
+    Slurm(#[from] crate::slurm::SlurmEnvError),
+
     /// The rendezvous or workers' store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

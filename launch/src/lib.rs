@@ -47,6 +47,7 @@ mod logs;
 mod rendezvous;
 pub mod report;
 mod signals;
+pub mod slurm;
 mod worker;
 
 use std::collections::BTreeMap;
