@@ -2,7 +2,9 @@
 //! all_reduce checked element by element, a barrier) run unchanged under `tutti run`:
 //! 1, 2 and 4 workers, `--standalone`, two launchers as two nodes (static and store
 //! rendezvous), a worker that raises under `@record` (its error file in the
-//! first-failure report) and a restart that succeeds.
+//! first-failure report) and a restart that succeeds. And the other way round: a
+//! Rust program using `ProcessGroup::from_env` under torchrun, its store client
+//! speaking c10d's protocol to torchrun's agent store.
 //!
 //! They print `SKIPPED` without torch, and fail instead with TUTTI_REQUIRE_TORCH=1.
 
@@ -11,7 +13,7 @@ mod torch_common;
 
 use std::time::Duration;
 
-use launch_common::{Backend, Launch, TUTTI, TempDir, free_port};
+use launch_common::{Backend, Launch, TUTTI, TempDir, WORKER_ENV, free_port, self_worker};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -220,4 +222,50 @@ fn bad_c10d_store_flag_names_the_flag() {
         err.contains("--c10d-store \"sometimes\" is not one of any, loopback, deny"),
         "{err}"
     );
+}
+
+/// Child-process entry point of the Rust workers torchrun starts.
+#[test]
+fn launch_worker() {
+    launch_common::worker_main();
+}
+
+#[test]
+fn rust_process_group_under_torchrun() {
+    if torch_common::torch("rust_process_group_under_torchrun").is_none() {
+        return;
+    }
+    let dir = TempDir::new("torchrun-rust");
+    let (program, (var, scenario)) = self_worker("allreduce");
+    assert_eq!(var, WORKER_ENV);
+    let out = std::process::Command::new(torch_common::python())
+        .args([
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--no-python",
+        ])
+        .args(&program)
+        .env(var, scenario)
+        .env("OUT", dir.path())
+        .env_remove("TUTTI_JOB_TOKEN")
+        .env_remove("TUTTI_STORE_PROTOCOL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "torchrun failed: {}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for rank in 0..2 {
+        assert_eq!(
+            dir.read(&format!("w2_rank{rank}")),
+            "world=2 sum=1 restart=0",
+            "rank {rank}"
+        );
+    }
 }

@@ -40,7 +40,7 @@ pub struct RunArgs {
         default_value = "static"
     )]
     pub rdzv_backend: String,
-    /// Rendezvous endpoint HOST[:PORT].
+    /// Rendezvous endpoint `HOST[:PORT]`.
     #[arg(long = "rdzv-endpoint", alias = "rdzv_endpoint", default_value = "")]
     pub rdzv_endpoint: String,
     /// The job's id, the same on every node. Default none (under srun: the Slurm

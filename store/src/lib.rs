@@ -11,11 +11,28 @@
 //! Implementations:
 //! - [`TcpStore`]: a client of a [`TcpStoreServer`], the embedded default (the server
 //!   runs in rank 0's process or in the launcher; one event-loop thread serves
-//!   thousands of clients, every connection presents the job token);
+//!   thousands of clients, every connection presents the job token). The server also
+//!   speaks c10d's TCPStore wire protocol on the same port, so torch.distributed
+//!   programs rendezvous through it, and [`TcpStore`] can speak it to a torch
+//!   `TCPStore` server ([`StoreProtocol::C10d`]);
 //! - [`FileStore`]: processes that share one file (on a local or shared file system);
 //! - [`MemoryStore`]: threads of one process;
 //! - [`PrefixStore`]: a namespace (`prefix/key`) inside another store;
 //! - `EtcdStore` (cargo feature `etcd`): keys in an existing etcd cluster.
+//!
+//! # Security
+//!
+//! tutti's own protocol authenticates every connection with the job token
+//! (`TUTTI_JOB_TOKEN`, compared in constant time); a wrong token is refused. c10d's
+//! protocol has no token, so a server accepts its clients only as its
+//! [`C10dAccess`] allows: [`TcpStoreServer::bind`] and a master [`TcpStore`] refuse
+//! them unless asked; `tutti run`'s workers' store accepts them from anywhere by
+//! default (torch workers on every node must reach it; `--c10d-store loopback` or
+//! `deny` narrows it), exactly the exposure of torchrun's own store. Every refused
+//! connection, and every connection closed for breaking either protocol, is logged
+//! (warning) with the peer's address. Sizes are bounded on both protocols (c10d:
+//! keys 8 KiB, values 8 MiB, 128 Ki keys per request, 64 MiB per request, as c10d's
+//! own server); malformed input closes that connection and nothing else.
 //!
 //! The [`barrier`], [`synchronize`] and [`get_all`] functions implement
 //! torch.distributed.elastic's store utilities over any of them, including the report
@@ -67,7 +84,7 @@ pub const JOB_TOKEN_ENV: &str = "TUTTI_JOB_TOKEN";
 ///
 /// Keys are strings of at most [`MAX_KEY_LEN`] bytes; values are bytes, at most
 /// [`MAX_VALUE_LEN`]. Every call is blocking. Calls that wait for keys (`get`,
-/// `multi_get`, `wait`) fail with [`StoreError::Timeout`](crate::StoreError::Timeout)
+/// `multi_get`, `wait`) fail with [`StoreError::Timeout`]
 /// naming the keys and the time waited once their timeout expires; a timeout of zero
 /// waits forever.
 pub trait Store: Send + Sync {

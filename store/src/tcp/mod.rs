@@ -72,6 +72,16 @@ impl std::str::FromStr for StoreProtocol {
     }
 }
 
+/// Whether this process is a worker of torchrun, whose agent store (at
+/// `MASTER_ADDR:MASTER_PORT`) is a torch `TCPStore`: `TORCHELASTIC_USE_AGENT_STORE`
+/// is true and no tutti job token is set (`tutti run` sets one for its workers).
+fn under_torchrun() -> bool {
+    let agent = std::env::var("TORCHELASTIC_USE_AGENT_STORE")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let token = std::env::var(crate::JOB_TOKEN_ENV).is_ok_and(|t| !t.is_empty());
+    agent && !token
+}
+
 /// The key `key` as sent on the wire.
 fn wire_key(key: &str) -> String {
     let mut k = String::with_capacity(key.len() + 1);
@@ -170,9 +180,11 @@ impl TcpStoreBuilder {
     }
 
     /// The protocol to speak to the server. Default: the value of
-    /// `TUTTI_STORE_PROTOCOL` (`tutti` or `c10d`), else tutti's. Use
-    /// [`StoreProtocol::C10d`] to reach a torch.distributed `TCPStore` server (e.g.
-    /// torchrun's agent store). The master always speaks tutti's to its own server.
+    /// `TUTTI_STORE_PROTOCOL` (`tutti` or `c10d`); else c10d's in a worker of torchrun
+    /// (`TORCHELASTIC_USE_AGENT_STORE=True` without `TUTTI_JOB_TOKEN`, which `tutti
+    /// run` always sets: the agent store is a torch `TCPStore`); else tutti's. Use
+    /// [`StoreProtocol::C10d`] to reach a torch.distributed `TCPStore` server. The
+    /// master always speaks tutti's to its own server.
     pub fn protocol(mut self, protocol: StoreProtocol) -> Self {
         self.protocol = Some(protocol);
         self
@@ -196,6 +208,7 @@ impl TcpStoreBuilder {
                         "environment variable {PROTOCOL_ENV}={v:?} is not one of tutti, c10d"
                     ))
                 })?,
+                _ if under_torchrun() => StoreProtocol::C10d,
                 _ => StoreProtocol::Tutti,
             },
         };
