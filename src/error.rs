@@ -178,3 +178,16 @@ fn missing_note(missing: &[usize], op: &str, seq: u64) -> String {
 
 /// `Result` with tutti's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tutti_core::DataError> for Error {
+    fn from(e: tutti_core::DataError) -> Self {
+        match e {
+            tutti_core::DataError::InvalidOp { op, dtype, reason } => {
+                Error::InvalidOp { op, dtype, reason }
+            }
+            tutti_core::DataError::UnknownDataType(s) => Error::UnknownDataType(s),
+            tutti_core::DataError::UnknownReduceOp(s) => Error::UnknownReduceOp(s),
+            other => Error::InvalidArgument(other.to_string()),
+        }
+    }
+}

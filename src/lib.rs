@@ -17,22 +17,15 @@
 //! - [`launch`] (the `tutti-launch` crate): the launcher (`tutti run`,
 //!   torchrun-compatible) and its library API ([`launch::Launcher`]).
 
-mod convert;
 pub mod cpu;
-mod dtype;
-mod element;
 mod error;
-mod float8;
 pub mod gpu;
 pub mod group;
-mod op;
 
-pub use dtype::DataType;
-pub use element::Element;
 pub use error::{Error, Result};
-pub use float8::{F8E4M3, F8E5M2};
 pub use group::{GroupOptions, ProcessGroup, Work, init};
-pub use op::{Finalize, ReduceOp, StepOp};
+/// The data model, re-exported from `tutti-core`.
+pub use tutti_core::{DataType, Element, F8E4M3, F8E5M2, Finalize, ReduceOp, StepOp, convert};
 /// The same-host window algorithms, re-exported.
 pub use tutti_intra as intra;
 /// The launcher (`tutti run`), re-exported from `tutti-launch`.

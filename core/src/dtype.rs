@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::DataError as Error;
 
 /// The element type of a buffer.
 ///
@@ -71,7 +71,8 @@ impl DataType {
         DataType::C128,
     ];
 
-    pub(crate) const NAMES_HELP: &'static str = "int8, uint8, int32, uint32, int64, uint64, float16, bfloat16, float32, float64, float8_e4m3fn, float8_e5m2, complex64, complex128 (or i8, u8, i32, u32, i64, u64, f16/half, bf16, f32/float, f64/double, f8e4m3, f8e5m2, c64, c128)";
+    /// The accepted names, for error messages.
+    pub const NAMES_HELP: &'static str = "int8, uint8, int32, uint32, int64, uint64, float16, bfloat16, float32, float64, float8_e4m3fn, float8_e5m2, complex64, complex128 (or i8, u8, i32, u32, i64, u64, f16/half, bf16, f32/float, f64/double, f8e4m3, f8e5m2, c64, c128)";
 
     /// Size of one element in bytes.
     pub const fn size(self) -> usize {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{DataType, Error, Result};
+use crate::{DataError as Error, DataType, Result};
 
 /// A reduction operation.
 ///

@@ -10,7 +10,7 @@
 
 /// f16 bits -> f32 (exact).
 #[inline(always)]
-pub(crate) fn f16_to_f32(h: u16) -> f32 {
+pub fn f16_to_f32(h: u16) -> f32 {
     let h = u32::from(h);
     let shifted_exp: u32 = 0x7c00 << 13;
     let magic = f32::from_bits(113 << 23);
@@ -31,7 +31,7 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 
 /// f32 -> f16 bits, round to nearest even; overflow gives infinity, NaN gives 0x7e00.
 #[inline(always)]
-pub(crate) fn f32_to_f16(f: f32) -> u16 {
+pub fn f32_to_f16(f: f32) -> u16 {
     const F32_INF: u32 = 255 << 23;
     const F16_MAX: u32 = (127 + 16) << 23;
     const DENORM_MAGIC: u32 = ((127 - 15) + (23 - 10) + 1) << 23;
@@ -60,13 +60,13 @@ pub(crate) fn f32_to_f16(f: f32) -> u16 {
 
 /// bf16 bits -> f32 (exact).
 #[inline(always)]
-pub(crate) fn bf16_to_f32(h: u16) -> f32 {
+pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 
 /// f32 -> bf16 bits, round to nearest even; NaN stays NaN (quieted).
 #[inline(always)]
-pub(crate) fn f32_to_bf16(f: f32) -> u16 {
+pub fn f32_to_bf16(f: f32) -> u16 {
     let u = f.to_bits();
     let rounded = u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16;
     let nan = (u >> 16) | 0x40;
@@ -76,7 +76,7 @@ pub(crate) fn f32_to_bf16(f: f32) -> u16 {
 
 /// f8e4m3 (E4M3FN) bits -> f32 (exact). 0x7f and 0xff are NaN; there is no infinity.
 #[inline(always)]
-pub(crate) fn e4m3_to_f32(b: u8) -> f32 {
+pub fn e4m3_to_f32(b: u8) -> f32 {
     let b = u32::from(b);
     let sign = (b & 0x80) << 24;
     let exp = (b >> 3) & 0xf;
@@ -99,7 +99,7 @@ pub(crate) fn e4m3_to_f32(b: u8) -> f32 {
 /// above 464 (the midpoint between 448, the largest finite value, and the NaN code),
 /// infinities and NaN all give NaN (0x7f with the input's sign).
 #[inline(always)]
-pub(crate) fn f32_to_e4m3(f: f32) -> u8 {
+pub fn f32_to_e4m3(f: f32) -> u8 {
     const FP8_MAX: u32 = 1087 << 20; // 480.0
     const DENORM_MAGIC: u32 = 141 << 23;
     let bits = f.to_bits();
@@ -126,14 +126,14 @@ pub(crate) fn f32_to_e4m3(f: f32) -> u8 {
 
 /// f8e5m2 bits -> f32 (exact): an e5m2 value is the top byte of an f16.
 #[inline(always)]
-pub(crate) fn e5m2_to_f32(b: u8) -> f32 {
+pub fn e5m2_to_f32(b: u8) -> f32 {
     f16_to_f32(u16::from(b) << 8)
 }
 
 /// f32 -> f8e5m2 bits, round to nearest even, torch's rules: magnitudes >= 61440
 /// give infinity, NaN gives 0x7f with the input's sign.
 #[inline(always)]
-pub(crate) fn f32_to_e5m2(f: f32) -> u8 {
+pub fn f32_to_e5m2(f: f32) -> u8 {
     const F32_INF: u32 = 255 << 23;
     const FP8_MAX: u32 = 143 << 23; // 65536.0
     const DENORM_MAGIC: u32 = 134 << 23;
