@@ -95,7 +95,14 @@ impl CallContext<'_> {
 /// ```
 #[derive(Clone)]
 pub struct Functions {
-    map: BTreeMap<String, Arc<RawFn>>,
+    map: BTreeMap<String, Entry>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    pub(crate) f: Arc<RawFn>,
+    /// Never blocks: served on the connection's reader thread, not the pool.
+    pub(crate) inline: bool,
 }
 
 impl Default for Functions {
@@ -156,11 +163,11 @@ impl Functions {
             let r = f(ctx, args).map_err(|e| HandlerError::Failed(e.to_string()))?;
             ctx.encode_result(&r)
         };
-        self.insert(name, Arc::new(raw))?;
+        self.insert(name, Arc::new(raw), false)?;
         Ok(self)
     }
 
-    pub(crate) fn insert(&mut self, name: &str, f: Arc<RawFn>) -> Result<()> {
+    pub(crate) fn insert(&mut self, name: &str, f: Arc<RawFn>, inline: bool) -> Result<()> {
         if name.is_empty() || name.len() > 256 {
             return Err(Error::InvalidArgument(format!(
                 "function name {name:?} must be 1 to 256 bytes long"
@@ -171,11 +178,11 @@ impl Functions {
                 "a function named {name:?} is already registered"
             )));
         }
-        self.map.insert(name.to_string(), f);
+        self.map.insert(name.to_string(), Entry { f, inline });
         Ok(())
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Arc<RawFn>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Entry> {
         self.map.get(name)
     }
 

@@ -1,6 +1,7 @@
 //! [`RpcFuture`]: the result of an asynchronous call.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,8 @@ enum State<T> {
 pub(crate) struct Slot<T> {
     state: Mutex<State<T>>,
     cv: Condvar,
+    /// Set with the result, for waiters that spin before they block.
+    done: AtomicBool,
 }
 
 impl<T: Send + 'static> Slot<T> {
@@ -24,6 +27,7 @@ impl<T: Send + 'static> Slot<T> {
         Arc::new(Self {
             state: Mutex::new(State::Pending(None)),
             cv: Condvar::new(),
+            done: AtomicBool::new(false),
         })
     }
 
@@ -41,6 +45,7 @@ impl<T: Send + 'static> Slot<T> {
             }
             State::Pending(None) => {
                 *st = State::Done(r);
+                self.done.store(true, Ordering::Release);
                 self.cv.notify_all();
             }
             done => *st = done,
@@ -114,6 +119,8 @@ impl<T: Send + 'static> RpcFuture<T> {
 
     /// Waits for the result.
     pub fn wait(self) -> Result<T> {
+        // Most replies come within a round trip: spin a little before blocking.
+        crate::spin::spin(|| self.slot.done.load(Ordering::Acquire).then_some(()));
         let mut st = self.slot.lock();
         loop {
             match std::mem::replace(&mut *st, State::Taken) {

@@ -39,6 +39,11 @@
 //!
 //! Transport: one TCP connection per (caller, callee) pair with length-prefixed
 //! frames (see the `wire` module); workers find each other through the Store.
+//!
+//! Waiting: a caller waiting for a reply polls for up to `TUTTI_RPC_SPIN_US`
+//! microseconds (default 100, 0: never) before it blocks (waking a blocked thread
+//! costs tens of microseconds on virtual machines); at most `cores - 1` threads of
+//! a process spin at once.
 
 mod agent;
 pub mod builtin;
@@ -51,6 +56,7 @@ mod message_type;
 mod options;
 mod pool;
 mod rref;
+mod spin;
 pub mod store;
 mod timer;
 mod wire;
@@ -73,6 +79,7 @@ pub use options::{
     DEFAULT_NUM_WORKER_THREADS, DEFAULT_RPC_TIMEOUT, FaultyOptions, RpcOptions,
 };
 pub use rref::RRef;
+pub use spin::SPIN_ENV;
 pub use worker::{WorkerInfo, WorkerRef};
 
 use agent::Agent;
@@ -143,6 +150,11 @@ impl Rpc {
     /// The number of workers.
     pub fn world_size(&self) -> usize {
         self.agent().workers.len()
+    }
+
+    /// The address (`host:port`) other workers reach this worker's RPC listener at.
+    pub fn address(&self) -> &str {
+        self.agent().address(self.agent().me)
     }
 
     /// Calls `func` on `to` and waits for its result (torch's `rpc_sync`).

@@ -556,3 +556,63 @@ fn threads_of_one_process_share_a_memory_store() {
     });
     assert_eq!(results, [1000, 1001, 1002]);
 }
+
+#[test]
+fn malformed_input_closes_only_its_connection() {
+    if support::worker().is_some() {
+        return;
+    }
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let store: Arc<dyn tutti_rpc::store::Store> = Arc::new(MemoryStore::new());
+    let rpcs: Vec<tutti_rpc::Rpc> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|r| {
+                let store = store.clone();
+                s.spawn(move || init(Worker { rank: r, world: 2 }, RpcOptions::new().store(store)))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let addr = rpcs[1].address().to_string();
+    let closed = |bytes: &[u8]| {
+        let mut c = TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(5 * SEC)).unwrap();
+        c.write_all(bytes).unwrap();
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = [0u8; 64];
+        // The worker hangs up (EOF or reset) at once, without answering.
+        let start = Instant::now();
+        match c.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected the worker to hang up, got {other:?}"),
+        }
+        assert!(start.elapsed() < 2 * SEC);
+    };
+    let mut huge = vec![0xff, 0xff, 0xff, 0xff];
+    huge.extend_from_slice(&[0u8; 8]);
+    closed(&huge); // a header length over the limit
+    let mut junk = vec![4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    junk.extend_from_slice(&[0xfe; 4]);
+    closed(&junk); // an undecodable header
+    closed(&[1, 2, 3]); // a truncated frame, then EOF
+    // The workers still serve each other.
+    assert_eq!(
+        rpcs[0]
+            .rpc_sync::<_, i64>(1, "add_i64", &(2i64, 3i64), None)
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        rpcs[1]
+            .rpc_sync::<_, i64>(0, "add_i64", &(4i64, 3i64), None)
+            .unwrap(),
+        7
+    );
+    std::thread::scope(|s| {
+        for rpc in &rpcs {
+            s.spawn(move || rpc.shutdown(true).unwrap());
+        }
+    });
+}

@@ -245,6 +245,11 @@ impl Agent {
         }
     }
 
+    /// The address worker `rank` listens at.
+    pub(crate) fn address(&self, rank: usize) -> &str {
+        &self.addrs[rank]
+    }
+
     /// `name (rank r)` of a worker.
     pub(crate) fn label(&self, rank: usize) -> String {
         self.workers[rank].to_string()

@@ -41,13 +41,18 @@ impl Agent {
         let arrivals = self.accept_forks(from, &forks, false);
         match kind {
             RequestKind::Call { func } => {
+                let inline = self.functions.get(&func).is_some_and(|e| e.inline);
                 let agent = self.clone();
                 let job = move || {
                     let answer =
                         agent.run_function(from, &func, &body, arrivals, Target::Worker(from));
                     agent.reply(src, id, answer);
                 };
-                self.run_on_pool(id, job);
+                if inline {
+                    job();
+                } else {
+                    self.run_on_pool(id, job);
+                }
             }
             RequestKind::RemoteCall { func, rref, fork } => {
                 self.owner_begin_create(rref, fork.map(|f| (f, from as u32)));
@@ -105,7 +110,7 @@ impl Agent {
         arrivals: Arrivals,
         target: Target,
     ) -> Answer {
-        let Some(f) = self.functions.get(func).cloned() else {
+        let Some(f) = self.functions.get(func).map(|e| e.f.clone()) else {
             return Err(WireError::UnknownFunction {
                 func: func.to_string(),
                 registered: self.functions.names().collect::<Vec<_>>().join(", "),
