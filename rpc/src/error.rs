@@ -53,8 +53,8 @@ pub enum Error {
         rank: usize,
     },
 
-    /// Rendezvous through the store failed.
-    #[error("RPC rendezvous through the store failed ({context}): {source}")]
+    /// A store operation (rendezvous, graceful shutdown) failed.
+    #[error("RPC store operation failed ({context}): {source}")]
     Store {
         /// What the agent was doing.
         context: String,

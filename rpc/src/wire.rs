@@ -131,6 +131,11 @@ pub(crate) enum WireError {
         message: String,
     },
     ShuttingDown,
+    /// The reply would exceed the callee's message size limit.
+    ReplyTooLarge {
+        size: u64,
+        max: u64,
+    },
     Other(String),
 }
 

@@ -224,6 +224,7 @@ worker_test!(calls_values_and_errors, 3, |w| {
     );
 
     rpc.shutdown(true).unwrap();
+    rpc.shutdown(true).unwrap();
     let e = rpc
         .rpc_sync::<_, i64>(next, "add_i64", &(1i64, 2i64), None)
         .unwrap_err();
@@ -569,7 +570,10 @@ fn malformed_input_closes_only_its_connection() {
         let hs: Vec<_> = (0..2)
             .map(|r| {
                 let store = store.clone();
-                s.spawn(move || init(Worker { rank: r, world: 2 }, RpcOptions::new().store(store)))
+                s.spawn(move || {
+                    let opts = RpcOptions::new().store(store).max_message_size(1 << 20);
+                    init(Worker { rank: r, world: 2 }, opts)
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -597,6 +601,29 @@ fn malformed_input_closes_only_its_connection() {
     junk.extend_from_slice(&[0xfe; 4]);
     closed(&junk); // an undecodable header
     closed(&[1, 2, 3]); // a truncated frame, then EOF
+    // Messages over the limit are refused by the sender, whole.
+    let big = vec![7u8; 2 << 20];
+    let e = rpcs[0]
+        .rpc_sync::<_, Elements<u8>>(1, builtin::ECHO, &ElementSlice(&big), None)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::MessageTooLarge { max: 1048576, .. }),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("exceeds the limit of 1048576 bytes"),
+        "{e}"
+    );
+    let e = rpcs[0]
+        .rpc_sync::<_, Elements<u8>>(1, "zeros", &(2usize << 20), None)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the reply to call \"zeros\" from worker1 (rank 1): message of 2097157 bytes exceeds the limit of 1048576 bytes"),
+        "{e}"
+    );
+    let ok: Elements<u8> = rpcs[0].rpc_sync(1, "zeros", &1000usize, None).unwrap();
+    assert_eq!(ok.0, vec![0u8; 1000]);
     // The workers still serve each other.
     assert_eq!(
         rpcs[0]

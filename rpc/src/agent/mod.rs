@@ -348,6 +348,16 @@ impl Agent {
                 done,
             );
         }
+        if req.body.len() > self.max_message {
+            return fail_now(
+                Error::MessageTooLarge {
+                    what,
+                    size: req.body.len(),
+                    max: self.max_message,
+                },
+                done,
+            );
+        }
         if self.left[to].load(Ordering::SeqCst) && mt != MessageType::Cleanup {
             return fail_now(
                 Error::WorkerShutDown {
@@ -558,6 +568,11 @@ impl Agent {
             WireError::ShuttingDown => Error::WorkerShutDown {
                 what: what.to_string(),
                 to: worker,
+            },
+            WireError::ReplyTooLarge { size, max } => Error::MessageTooLarge {
+                what: format!("the reply to {what} from {worker}"),
+                size: size as usize,
+                max: max as usize,
             },
             WireError::Other(m) => Error::Protocol(format!("{what} to {worker}: {m}")),
         }

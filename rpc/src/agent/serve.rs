@@ -156,6 +156,20 @@ impl Agent {
 
     /// Answers request `id` and marks it served.
     pub(crate) fn reply(self: &Arc<Self>, src: Source, id: u64, answer: Answer) {
+        let answer = match answer {
+            Ok((body, forks)) if body.len() > self.max_message => {
+                let dest = match &src {
+                    Source::Local => self.me,
+                    Source::Remote(c) => c.peer,
+                };
+                self.rollback_forks(&forks, dest);
+                Err(WireError::ReplyTooLarge {
+                    size: body.len() as u64,
+                    max: self.max_message as u64,
+                })
+            }
+            other => other,
+        };
         match src {
             Source::Local => {
                 self.stats.sent.fetch_add(1, Ordering::SeqCst);

@@ -114,15 +114,19 @@ impl Agent {
 
     /// Graceful shutdown's agreement; leaves the agent running (the caller stops it).
     pub(crate) fn drain(self: &Arc<Self>) -> Result<()> {
-        if self
+        match self
             .state
             .compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
         {
-            return Err(Error::ShutDown {
-                what: "shutdown".into(),
-                worker: self.label(self.me),
-            });
+            Ok(_) => {}
+            // Shut down already.
+            Err(STOPPED) => return Ok(()),
+            Err(_) => {
+                return Err(Error::ShutDown {
+                    what: "a second, concurrent shutdown".into(),
+                    worker: self.label(self.me),
+                });
+            }
         }
         let start = Instant::now();
         let deadline = (!self.shutdown_timeout.is_zero()).then(|| start + self.shutdown_timeout);

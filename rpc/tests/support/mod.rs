@@ -224,6 +224,8 @@ pub fn functions() -> Functions {
     })
     .unwrap();
     f.register("fail", |msg: String| Err::<(), _>(msg)).unwrap();
+    f.register("zeros", |n: usize| Ok::<_, String>(Elements(vec![0u8; n])))
+        .unwrap();
     f.register("panic", |msg: String| -> Result<(), String> {
         panic!("{msg}")
     })
