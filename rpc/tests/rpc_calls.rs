@@ -643,3 +643,39 @@ fn malformed_input_closes_only_its_connection() {
         }
     });
 }
+
+#[test]
+fn init_methods_file_and_tcp() {
+    if support::worker().is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tutti-rpc-file-init-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let port = support::free_port();
+    for method in [
+        format!("file://{}", dir.display()),
+        format!("tcp://127.0.0.1:{port}"),
+    ] {
+        let sums: Vec<i64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..2)
+                .map(|r| {
+                    let method = method.clone();
+                    s.spawn(move || {
+                        let opts = RpcOptions::new()
+                            .init_method(method)
+                            .init_timeout(Duration::from_secs(20));
+                        let rpc = init(Worker { rank: r, world: 2 }, opts);
+                        let v: i64 = rpc
+                            .rpc_sync(1 - r, "add_i64", &(r as i64, 10i64), None)
+                            .unwrap();
+                        rpc.shutdown(true).unwrap();
+                        v
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(sums, [10, 11], "{method}");
+    }
+    let _ = std::fs::remove_file(&dir);
+}
