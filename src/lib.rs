@@ -31,6 +31,9 @@ pub use tutti_intra as intra;
 /// The launcher (`tutti run`), re-exported from `tutti-launch`.
 pub use tutti_launch as launch;
 pub use tutti_launch::{LaunchConfig, Launcher};
+/// The RPC layer (named workers, remote calls, remote references), re-exported from
+/// `tutti-rpc`.
+pub use tutti_rpc as rpc;
 /// The key-value stores, re-exported from `tutti-store`.
 pub use tutti_store as store;
 /// The transport layer (links, windows, the point-to-point engine), re-exported.
