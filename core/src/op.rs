@@ -178,7 +178,7 @@ impl ReduceOp {
     /// Checks that this op is defined for `dtype` (the matrix in the type's docs).
     ///
     /// ```
-    /// use tutti::{DataType, ReduceOp};
+    /// use tutti_core::{DataType, ReduceOp};
     /// assert!(ReduceOp::Sum.check(DataType::C64).is_ok());
     /// let err = ReduceOp::Max.check(DataType::C64).unwrap_err();
     /// assert!(err.to_string().contains("complex"));
