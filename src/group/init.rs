@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tutti_transport::bridge::Bridge;
-use tutti_transport::p2p::{Channel, Engine, EngineConfig};
+use tutti_transport::p2p::{Channel, Engine, EngineConfig, SingleCopy};
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
@@ -164,8 +164,10 @@ fn connect_engine(
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(DEFAULT_EAGER);
+    let single_copy = SingleCopy::from_env();
     let cfg = EngineConfig {
         eager_max,
+        single_copy,
         chunk: (window.ring_bytes() / 4).max(4096),
         budget: WaitBudget::for_local_ranks(local_ranks),
     };

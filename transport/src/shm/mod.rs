@@ -11,7 +11,7 @@
 //! `process_vm_readv` (one copy), when the kernel allows it (checked at setup).
 //! A peer process that dies is noticed through a pidfd within 10 ms.
 
-mod cma;
+pub(crate) mod cma;
 mod endpoint;
 mod fifo;
 mod region;
