@@ -229,6 +229,10 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
         (0..size).filter(|&r| same_host[r]).collect()
     };
     let local = LocalMap { members };
+    if local.members.len() > 1 {
+        // Measured once per host (cached): the first all_reduce should not pay for it.
+        let _ = super::probe::window_crossover(local.members.len());
+    }
     let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
     // Links: to every peer when some are on other hosts, when a link algorithm is
     // forced, or when TCP is.
