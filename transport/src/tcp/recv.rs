@@ -1,0 +1,80 @@
+//! The receiving half: message `i` is the next frame of socket `i % sockets`, read
+//! by the calling thread (see [`super::progress`]) and lent out of its slot.
+
+use std::sync::Arc;
+
+use super::progress::{Engine, Phase, RxShared, Waiting};
+use crate::link::{Message, RecvHalf};
+use crate::{Deadline, Result, TransportError};
+
+pub(crate) struct TcpRecv {
+    pub rx: Arc<RxShared>,
+    pub engine: Arc<Engine>,
+    /// Messages released so far.
+    pub index: u64,
+    pub sockets: u64,
+    pub max_message: usize,
+}
+
+impl TcpRecv {
+    /// Waits until the next message is complete; returns where it lies.
+    fn wait_ready(&mut self, deadline: Deadline) -> Result<(*const u8, usize)> {
+        let q = (self.index % self.sockets) as usize;
+        let mut wait = Waiting::new(self.engine.budget);
+        loop {
+            let fd = {
+                let mut g = self.rx.lock();
+                let ib = &mut g[q];
+                if !ib.ready() {
+                    ib.pump(&self.rx.peer, true);
+                }
+                if ib.ready() {
+                    return Ok(ib.front());
+                }
+                if ib.exhausted() {
+                    return Err(ib.failure(&self.rx.peer));
+                }
+                ib.fd()
+            };
+            self.engine.check(&self.rx.peer, "recv", deadline)?;
+            match wait.phase() {
+                Phase::Spin => std::hint::spin_loop(),
+                Phase::Yield => std::thread::yield_now(),
+                Phase::Sleep => self.engine.sleep(fd, libc::POLLIN, deadline),
+            }
+        }
+    }
+}
+
+impl RecvHalf for TcpRecv {
+    fn peer(&self) -> &str {
+        &self.rx.peer
+    }
+
+    fn max_message(&self) -> usize {
+        self.max_message
+    }
+
+    fn next(&mut self, deadline: Deadline) -> Result<Message<'_>> {
+        let (ptr, len) = self.wait_ready(deadline)?;
+        // SAFETY: `ptr..ptr + len` is the complete frame at the head of socket `q`'s
+        // slot ring, inside memory owned by `self.rx` (kept alive by `self`). No
+        // thread writes that slot until `release` advances the head, which needs
+        // `&mut self` and so ends this borrow first.
+        Ok(Message::Bytes(unsafe {
+            std::slice::from_raw_parts(ptr, len)
+        }))
+    }
+
+    fn release(&mut self) -> Result<()> {
+        let q = (self.index % self.sockets) as usize;
+        if !self.rx.lock()[q].release() {
+            return Err(TransportError::InvalidArgument(format!(
+                "release without a received message (peer {})",
+                self.rx.peer
+            )));
+        }
+        self.index += 1;
+        Ok(())
+    }
+}
