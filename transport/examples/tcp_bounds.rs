@@ -11,10 +11,15 @@
 //!   stream-splice SIZE SECONDS   the same with vmsplice + splice (the kernel sends
 //!                         from the writer's pages; it must not modify them until the
 //!                         reader has them)
-//!   exchange SIZE SECONDS  both ways at once from one thread per process (the
-//!                         pattern of a 2-rank all_reduce): each side sends and
-//!                         receives SIZE-byte messages, non-blocking
+//!   exchange SIZE SECONDS  both ways at once (what a 2-rank all_reduce moves):
+//!                         each side has a writer thread sending SIZE-byte messages
+//!                         and a reader thread receiving them
+//!   exchange-splice SIZE SECONDS   the same, sending with vmsplice + splice
 //! ```
+//!
+//!   checksum SIZE SECONDS  no socket: CRC32C (the `crc32c` crate, SSE4.2) and CRC32
+//!                         (`crc32fast`, the checksum TCP links used before) over a
+//!                         SIZE-byte buffer, GB/s
 //!
 //! `--cc` sets the congestion control of both sockets (`TCP_CONGESTION`), `--buf`
 //! their `SO_SNDBUF` and `SO_RCVBUF`. The two
@@ -114,6 +119,9 @@ fn setup(s: &TcpStream, cc: &Option<String>, buf: Option<usize>) {
 
 fn main() {
     let a = parse();
+    if a.mode == "checksum" {
+        return checksum_speed(&a);
+    }
     let role_peer = std::env::var("TCP_BOUNDS_PORT").ok();
     let (s, leader) = match role_peer {
         Some(port) => {
@@ -137,7 +145,7 @@ fn main() {
     match a.mode.as_str() {
         "pingpong" | "pingpong-block" => pingpong(s, leader, &a),
         "stream" | "stream-zc" | "stream-splice" => stream(s, leader, &a),
-        "exchange" => exchange(s, leader, &a),
+        "exchange" | "exchange-splice" => exchange(s, leader, &a),
         m => panic!("unknown mode {m}"),
     }
 }
@@ -385,40 +393,69 @@ fn stream(mut s: TcpStream, leader: bool, a: &Args) {
 }
 
 fn exchange(s: TcpStream, leader: bool, a: &Args) {
-    s.set_nonblocking(true).unwrap();
-    let out = vec![3u8; a.size];
-    let mut inb = vec![0u8; a.size];
     // Fixed volume per side, long enough for about N seconds at a few GB/s.
     let total = ((a.n * 2e9) as u64).next_multiple_of(a.size as u64);
-    let (mut sent, mut got) = (0u64, 0u64);
+    let size = a.size;
     let start = Instant::now();
-    let mut r = &s;
-    let mut w = &s;
-    while sent < total || got < total {
-        if sent < total {
-            let off = (sent % a.size as u64) as usize;
-            match w.write(&out[off..]) {
-                Ok(n) => sent += n as u64,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("write: {e}"),
+    let sent = if a.mode == "exchange-splice" {
+        let w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let out = vec![3u8; size];
+            let p = Splicer::new();
+            let mut sent = 0;
+            while sent < total {
+                p.send(&w, &out);
+                sent += size as u64;
             }
-        }
-        if got < total {
-            let off = (got % a.size as u64) as usize;
-            match r.read(&mut inb[off..]) {
-                Ok(0) => panic!("peer closed"),
-                Ok(n) => got += n as u64,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => panic!("read: {e}"),
+        })
+    } else {
+        let mut w = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let out = vec![3u8; size];
+            let mut sent = 0;
+            while sent < total {
+                write_exact(&mut w, &out);
+                sent += size as u64;
             }
-        }
+        })
+    };
+    let mut r = s;
+    let mut inb = vec![0u8; size];
+    let mut got = 0u64;
+    while got < total {
+        let n = r.read(&mut inb).unwrap();
+        assert!(n > 0, "peer closed");
+        got += n as u64;
     }
+    sent.join().unwrap();
     let t = start.elapsed().as_secs_f64();
     if leader {
         println!(
-            "exchange {} B messages: {:.2} GB/s each way at once ({total} B each way in {t:.2} s)",
+            "{} {} B messages: {:.2} GB/s each way at once ({total} B each way in {t:.2} s; a writer and a reader thread per side)",
+            a.mode,
             a.size,
             total as f64 / t / 1e9
+        );
+    }
+}
+
+fn checksum_speed(a: &Args) {
+    let buf: Vec<u8> = (0..a.size).map(|i| (i * 7 + 3) as u8).collect();
+    let secs = Duration::from_secs_f64(a.n);
+    for (name, f) in [
+        ("crc32c", crc32c::crc32c as fn(&[u8]) -> u32),
+        ("crc32fast", crc32fast::hash as fn(&[u8]) -> u32),
+    ] {
+        let start = Instant::now();
+        let (mut bytes, mut acc) = (0u64, 0u32);
+        while start.elapsed() < secs {
+            acc ^= f(std::hint::black_box(&buf));
+            bytes += buf.len() as u64;
+        }
+        println!(
+            "checksum {} B {name}: {:.2} GB/s (xor {acc:08x})",
+            a.size,
+            bytes as f64 / start.elapsed().as_secs_f64() / 1e9
         );
     }
 }

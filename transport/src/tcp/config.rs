@@ -1,8 +1,7 @@
 //! [`TcpConfig`]: the settings of TCP links, from the environment.
 
-use std::time::Duration;
-
-use crate::wait::{AbortHandle, cores};
+pub use super::budget::PollBudget;
+use crate::wait::AbortHandle;
 
 /// Settings of TCP links.
 #[derive(Clone, Debug)]
@@ -16,7 +15,7 @@ pub struct TcpConfig {
     /// Messages buffered per socket on the receiving side (default 4): how far a
     /// sender may run ahead of a receiver that is not in a call yet.
     pub queue: u32,
-    /// CRC32C (SSE4.2 `crc32` where the CPU has it) of every payload, checked by the
+    /// CRC32 of every payload (PCLMUL-folded, see `frame::checksum`), checked by the
     /// receiver (`TUTTI_TCP_CHECKSUM=1`; default off: TCP's own checksum covers the
     /// wire, as NCCL, Gloo and MPI rely on; bench/RESULTS.md has the measured cost).
     pub checksum: bool,
@@ -28,50 +27,6 @@ pub struct TcpConfig {
     pub congestion: Congestion,
     /// Aborts every wait of links made with this config.
     pub abort: AbortHandle,
-}
-
-/// How long a thread waiting for a TCP link polls its sockets before it sleeps:
-/// first `spin` of back-to-back non-blocking reads, then `yields` of reads with a
-/// `sched_yield` between them, then `poll(2)` (woken by the kernel when data,
-/// room or a hang-up arrives). Budgets are times, not iteration counts, so that
-/// they mean the same on every CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PollBudget {
-    /// Busy-polling time.
-    pub spin: Duration,
-    /// Polling time with a yield between attempts.
-    pub yields: Duration,
-}
-
-impl PollBudget {
-    /// The budget for `local_ranks` ranks sharing this host's cores:
-    /// `TUTTI_TCP_SPIN_US` / `TUTTI_TCP_YIELD_US` override the defaults.
-    ///
-    /// With a core per rank, a waiter busy-polls: waking a thread asleep in `poll`
-    /// costs ~30 us per hop on the VMs this was measured on, where a message takes
-    /// a few. With more ranks than cores a spinning waiter would steal the core its
-    /// peer needs, so it only yields (the peer likely runs next on this core) before
-    /// sleeping.
-    pub fn for_local_ranks(local_ranks: usize) -> Self {
-        let mut b = if local_ranks.max(1) <= cores() {
-            PollBudget {
-                spin: Duration::from_micros(DEFAULT_SPIN_US),
-                yields: Duration::from_micros(DEFAULT_YIELD_US),
-            }
-        } else {
-            PollBudget {
-                spin: Duration::ZERO,
-                yields: Duration::from_micros(OVERSUBSCRIBED_YIELD_US),
-            }
-        };
-        if let Some(us) = env_usize("TUTTI_TCP_SPIN_US") {
-            b.spin = Duration::from_micros(us as u64);
-        }
-        if let Some(us) = env_usize("TUTTI_TCP_YIELD_US") {
-            b.yields = Duration::from_micros(us as u64);
-        }
-        b
-    }
 }
 
 /// The congestion control algorithm (`TCP_CONGESTION`) of a link's sockets.
@@ -106,14 +61,7 @@ impl Congestion {
     }
 }
 
-/// Busy-polling budget with a core per rank, in microseconds.
-const DEFAULT_SPIN_US: u64 = 200;
-/// Yield-polling budget after spinning, with a core per rank.
-const DEFAULT_YIELD_US: u64 = 50;
-/// Yield-polling budget when ranks outnumber cores.
-const OVERSUBSCRIBED_YIELD_US: u64 = 50;
-
-fn env_usize(name: &str) -> Option<usize> {
+pub(crate) fn env_usize(name: &str) -> Option<usize> {
     std::env::var(name).ok()?.trim().parse().ok()
 }
 

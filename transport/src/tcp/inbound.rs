@@ -272,7 +272,7 @@ impl Inbound {
                 return Err(End::Failed(TransportError::Corrupt {
                     peer: peer.to_string(),
                     detail: format!(
-                        "checksum mismatch in frame {} ({len} bytes): CRC32C 0x{got:08x}, header says 0x{:08x}",
+                        "checksum mismatch in frame {} ({len} bytes): CRC32 0x{got:08x}, header says 0x{:08x}",
                         self.seq, h.crc
                     ),
                 }));

@@ -3,7 +3,7 @@
 //! Each peer pair shares `sockets` connections (`TUTTI_SOCKETS_PER_PEER`, default 2);
 //! message `i` travels on socket `i % sockets`, so large transfers are striped. Every
 //! message is framed (magic, sequence number, length, and with `TUTTI_TCP_CHECKSUM=1`
-//! the CRC32C of the payload). Sockets use TCP_NODELAY and are non-blocking.
+//! the CRC32 of the payload). Sockets use TCP_NODELAY and are non-blocking.
 //!
 //! No thread per socket: the rank's own thread moves the bytes. A sender writes its
 //! frame with one `sendmsg` (large messages straight from the caller's memory); a
@@ -19,6 +19,7 @@
 //! exponential backoff until the deadline. A closed or reset connection is a
 //! [`TransportError::PeerGone`](crate::TransportError::PeerGone) naming the peer.
 
+mod budget;
 mod config;
 mod connect;
 mod frame;
@@ -29,6 +30,7 @@ mod progress;
 mod recv;
 mod send;
 
-pub use config::{PollBudget, TcpConfig};
+pub use budget::{PollBudget, socket_wake_latency};
+pub use config::{Congestion, TcpConfig};
 pub use connect::TcpEndpoint;
 pub use iface::{interface_addresses, select_address};

@@ -77,6 +77,15 @@ impl Engine {
     /// Drains every socket, then sleeps until `own` is ready for `events`, a socket
     /// with a free slot has data (or a hang-up), or a nap passes.
     pub(crate) fn sleep(&self, own: RawFd, events: i16, deadline: Deadline) {
+        let ms = deadline.cap(NAP).as_millis().clamp(1, NAP.as_millis()) as libc::c_int;
+        self.poll(own, events, ms, true);
+    }
+
+    /// Polls `own` for `events` and every socket of this endpoint with a free slot
+    /// for input, waiting up to `ms` milliseconds (0: just look), after draining
+    /// them first when `drain`. Returns whether some socket other than `own` has
+    /// input waiting (then a [`sweep`](Self::sweep) reads it).
+    pub(crate) fn poll(&self, own: RawFd, events: i16, ms: libc::c_int, drain: bool) -> bool {
         let live = self.live();
         let mut fds = vec![libc::pollfd {
             fd: own,
@@ -86,8 +95,10 @@ impl Engine {
         for rx in &live {
             let mut g = rx.lock();
             for ib in g.iter_mut() {
-                ib.pump(&rx.peer, false);
-                if ib.wants_input() {
+                if drain {
+                    ib.pump(&rx.peer, false);
+                }
+                if ib.wants_input() && ib.fd() != own {
                     fds.push(libc::pollfd {
                         fd: ib.fd(),
                         events: libc::POLLIN,
@@ -96,12 +107,12 @@ impl Engine {
                 }
             }
         }
-        let ms = deadline.cap(NAP).as_millis().clamp(1, NAP.as_millis()) as libc::c_int;
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the
         // duration of the call; the descriptors stay open because `live` holds
         // their links and the caller holds `own`'s socket. An error (EINTR) only
         // means: look again.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        n > 0 && fds[1..].iter().any(|p| p.revents != 0)
     }
 
     /// Fails when the links were aborted or the deadline passed.

@@ -38,12 +38,32 @@ impl TcpRecv {
             };
             self.engine.check(&self.rx.peer, "recv", deadline)?;
             match wait.phase() {
-                Phase::Spin => std::hint::spin_loop(),
+                // Poll readiness without taking the socket's lock (a busy `recv`
+                // takes it and contends with the kernel delivering the data).
+                Phase::Spin => {
+                    while !readable(fd) && wait.phase() == Phase::Spin {
+                        if self.engine.abort.is_aborted() {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
                 Phase::Yield => std::thread::yield_now(),
                 Phase::Sleep => self.engine.sleep(fd, libc::POLLIN, deadline),
             }
         }
     }
+}
+
+/// Whether `fd` has data (or a hang-up or error) to read, without blocking.
+fn readable(fd: std::os::fd::RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; `fd` is kept open by the link that asks.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
 }
 
 impl RecvHalf for TcpRecv {

@@ -79,15 +79,25 @@ fn write_all(
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 engine.check(peer, "send (socket buffer full)", deadline)?;
-                // The peers may be blocked sending to this rank: read what they sent.
-                engine.sweep();
+                // The peers may be blocked sending to this rank: read what they sent
+                // while waiting for room.
+                let fd = sock.as_raw_fd();
                 match wait
                     .get_or_insert_with(|| Waiting::new(engine.budget))
                     .phase()
                 {
-                    Phase::Spin => std::hint::spin_loop(),
-                    Phase::Yield => std::thread::yield_now(),
-                    Phase::Sleep => engine.sleep(sock.as_raw_fd(), libc::POLLOUT, deadline),
+                    // Readiness first (poll takes no socket lock): retry the send
+                    // or drain only when there is something to do.
+                    Phase::Spin => {
+                        if engine.poll(fd, libc::POLLOUT, 0, false) {
+                            engine.sweep();
+                        }
+                    }
+                    Phase::Yield => {
+                        engine.sweep();
+                        std::thread::yield_now();
+                    }
+                    Phase::Sleep => engine.sleep(fd, libc::POLLOUT, deadline),
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
