@@ -3,6 +3,7 @@
 # with the loopback bounds measured in the same sitting, repeats interleaved.
 #
 #   bench/campaign/tcp.sh [REPEATS]        # default 3; run it under `heavy`
+#   OUT=dir FIRST=2 bench/campaign/tcp.sh 1   # one more repeat into the same dir
 #
 # Each repeat runs, in this order:
 #   1. the peers (../shared/peers/run_all.sh, ONLY=$PEERS, REPEATS=1): Open MPI tcp
@@ -63,7 +64,8 @@ bounds_run() {
     done
 }
 
-for REP in $(seq 1 "$REPEATS"); do
+FIRST=${FIRST:-1}
+for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
     log "peers rep $REP"
     RES="$OUT/peers-rep$REP" ONLY="$PEERS" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
     bounds_run

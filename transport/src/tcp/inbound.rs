@@ -149,6 +149,11 @@ impl Inbound {
         self.end.is_some() && !self.ready()
     }
 
+    /// Reading failed (not a clean close).
+    pub(crate) fn failed(&self) -> bool {
+        matches!(self.end, Some(End::Failed(_)))
+    }
+
     /// The message at the head: its payload's address and length. The slot stays
     /// untouched until [`release`](Self::release): the reader only writes slot
     /// `done`, and `done < head + count`.

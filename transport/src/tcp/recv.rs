@@ -34,7 +34,13 @@ impl TcpRecv {
                 if ib.exhausted() {
                     return Err(ib.failure(&self.rx.peer));
                 }
-                ib.fd()
+                let fd = ib.fd();
+                // A socket of this link that broke (reset, corrupt frame) breaks the
+                // link: say so now rather than wait for a message striped onto it.
+                if let Some(bad) = g.iter().find(|ib| ib.failed()) {
+                    return Err(bad.failure(&self.rx.peer));
+                }
+                fd
             };
             self.engine.check(&self.rx.peer, "recv", deadline)?;
             match wait.phase() {
