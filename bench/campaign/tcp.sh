@@ -24,6 +24,7 @@ REPEATS=${1:-3}
 OUT=${OUT:-$here/out-tcp-$(date -u +%Y%m%dT%H%M%SZ)}
 PEERS=${PEERS:-openmpi-tcp|gloo-tcp|mpich-tcp-2}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 (cd "$root" && cargo build --release -q -p tutti-bench && cargo build --release -q -p tutti-transport --example tcp_bounds)
 bench=$root/target/release/tutti-bench
 bounds=$root/target/release/examples/tcp_bounds

@@ -7,6 +7,7 @@
 //! straight into its slot.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
@@ -34,13 +35,12 @@ struct Slots {
     layout: Layout,
     count: usize,
     size: usize,
-    /// Payload length of each slot's frame.
-    lens: Vec<usize>,
 }
 
 // SAFETY: `Slots` owns plain heap memory. Which thread may touch which slot is
-// decided by the ring indices of the owning `Inbound`, which only change under the
-// mutex that guards it (see `Inbound::slot_mut` and `Inbound::front`).
+// decided by the owning `Inbound`'s bookkeeping (free, being filled, filled, lent),
+// which only changes under the mutex that guards it (see `Inbound::slot_mut` and
+// `Inbound::front`).
 unsafe impl Send for Slots {}
 
 impl Slots {
@@ -66,14 +66,13 @@ impl Slots {
             layout,
             count,
             size,
-            lens: vec![0; count],
         })
     }
 
-    fn base(&self, index: u64) -> *mut u8 {
-        let i = (index % self.count as u64) as usize;
-        // SAFETY: i < count, so the offset stays inside the allocation.
-        unsafe { self.ptr.as_ptr().add(i * self.size) }
+    fn base(&self, slot: usize) -> *mut u8 {
+        assert!(slot < self.count);
+        // SAFETY: slot < count, so the offset stays inside the allocation.
+        unsafe { self.ptr.as_ptr().add(slot * self.size) }
     }
 }
 
@@ -85,14 +84,22 @@ impl Drop for Slots {
 }
 
 /// The receiving state of one socket of a link.
+///
+/// Every slot is in one of four states: free (`free`), being filled (`filling`),
+/// filled and waiting (`filled`), or lent to the consumer (the front of `filled`,
+/// once [`front`](Self::front) handed it out, until [`release`](Self::release)).
+/// The slot freed last is filled next, so that a receiver that keeps up reuses one
+/// cache-hot slot instead of cycling through all of them.
 pub(crate) struct Inbound {
     sock: Socket,
     slots: Slots,
-    /// Messages handed out and released on this socket.
-    head: u64,
-    /// Complete frames received; slots `head..done` hold them.
-    done: u64,
-    /// The frame being read into slot `done`, and how many payload bytes are in.
+    /// Free slots; the last one was released last.
+    free: Vec<usize>,
+    /// Complete frames in arrival order: (slot, payload length).
+    filled: VecDeque<(usize, usize)>,
+    /// The slot the current frame's payload goes to.
+    filling: Option<usize>,
+    /// The frame being read, and how many payload bytes are in.
     cur: Option<Header>,
     have: usize,
     /// Sequence number of the next frame, and the step between this socket's frames.
@@ -113,11 +120,13 @@ impl Inbound {
         queue: usize,
         max_len: usize,
     ) -> Result<Inbound> {
+        let count = queue.max(1);
         Ok(Inbound {
             sock,
-            slots: Slots::new(queue.max(1), max_len)?,
-            head: 0,
-            done: 0,
+            slots: Slots::new(count, max_len)?,
+            free: (0..count).rev().collect(),
+            filled: VecDeque::with_capacity(count),
+            filling: None,
             cur: None,
             have: 0,
             seq: first_seq,
@@ -136,12 +145,13 @@ impl Inbound {
 
     /// A complete message waits at the head.
     pub(crate) fn ready(&self) -> bool {
-        self.done > self.head
+        !self.filled.is_empty()
     }
 
-    /// The socket may be read: a slot is free and the stream has not ended.
+    /// The socket may be read: a frame is being received or a slot is free, and the
+    /// stream has not ended.
     pub(crate) fn wants_input(&self) -> bool {
-        self.end.is_none() && self.done - self.head < self.slots.count as u64
+        self.end.is_none() && (self.filling.is_some() || !self.free.is_empty())
     }
 
     /// The stream ended and no complete message is left.
@@ -155,21 +165,22 @@ impl Inbound {
     }
 
     /// The message at the head: its payload's address and length. The slot stays
-    /// untouched until [`release`](Self::release): the reader only writes slot
-    /// `done`, and `done < head + count`.
+    /// untouched until [`release`](Self::release): the reader only writes the slot
+    /// it took from `free`, and a filled slot goes back there only on release.
     pub(crate) fn front(&self) -> (*const u8, usize) {
-        debug_assert!(self.ready());
-        let len = self.slots.lens[(self.head % self.slots.count as u64) as usize];
-        (self.slots.base(self.head).cast_const(), len)
+        let (slot, len) = self.filled[0];
+        (self.slots.base(slot).cast_const(), len)
     }
 
     /// Frees the head slot.
     pub(crate) fn release(&mut self) -> bool {
-        if !self.ready() {
-            return false;
+        match self.filled.pop_front() {
+            Some((slot, _)) => {
+                self.free.push(slot);
+                true
+            }
+            None => false,
         }
-        self.head += 1;
-        true
     }
 
     /// The error for a consumer that wants a message from an exhausted stream.
@@ -215,6 +226,8 @@ impl Inbound {
                 let h = Header::decode(&b, self.seq, self.max_len, peer).map_err(End::Failed)?;
                 self.cur = Some(h);
                 self.have = 0;
+                // `wants_input` (checked by `pump` before every step) saw a free slot.
+                self.filling = self.free.pop();
                 if h.len == 0 {
                     self.complete(h, peer)?;
                 }
@@ -237,7 +250,7 @@ impl Inbound {
             });
         };
         let len = h.len as usize;
-        let slot = self.slot_mut(len);
+        let slot = self.slot_mut(len)?;
         let k = (self.hi - self.lo).min(len - self.have);
         if k > 0 {
             slot[self.have..self.have + k].copy_from_slice(&self.stage[self.lo..self.lo + k]);
@@ -257,22 +270,26 @@ impl Inbound {
         Ok(true)
     }
 
-    /// The payload area of the frame being read (slot `done`, first `len` bytes).
-    fn slot_mut<'s>(&self, len: usize) -> &'s mut [u8] {
-        debug_assert!(self.done - self.head < self.slots.count as u64 && len <= self.slots.size);
-        // SAFETY: slot `done` is inside the allocation and `len <= size`. It is not
-        // lent out: the consumer only borrows slot `head` while `head < done`, and
-        // `done - head < count` (checked by `wants_input` before any read) keeps
-        // `done` off `head`'s slot. Only the thread holding this `Inbound`'s mutex
-        // (the caller, through `&mut self` of `step`) writes it, and the slice does
-        // not outlive that call.
-        unsafe { std::slice::from_raw_parts_mut(self.slots.base(self.done), len) }
+    /// The payload area of the frame being read (its slot's first `len` bytes).
+    fn slot_mut<'s>(&self, len: usize) -> Result<&'s mut [u8], End> {
+        let slot = self.filling.ok_or_else(|| {
+            End::Failed(TransportError::InvalidArgument(
+                "TCP receive: a frame without a slot (internal error)".into(),
+            ))
+        })?;
+        assert!(len <= self.slots.size);
+        // SAFETY: `slot < count` (`base` checks) and `len <= size`, so the range is
+        // inside the allocation. The slot was taken from `free` for this frame: it is
+        // neither filled nor lent to the consumer, and nothing else writes it. Only
+        // the thread holding this `Inbound`'s mutex (the caller, through `&mut self`
+        // of `step`) touches it, and the slice does not outlive that call.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.slots.base(slot), len) })
     }
 
     fn complete(&mut self, h: Header, peer: &str) -> Result<(), End> {
         let len = h.len as usize;
         if h.flags & FLAG_CRC != 0 {
-            let got = checksum(&self.slot_mut(len)[..]);
+            let got = checksum(self.slot_mut(len)?);
             if got != h.crc {
                 return Err(End::Failed(TransportError::Corrupt {
                     peer: peer.to_string(),
@@ -283,9 +300,9 @@ impl Inbound {
                 }));
             }
         }
-        let i = (self.done % self.slots.count as u64) as usize;
-        self.slots.lens[i] = len;
-        self.done += 1;
+        if let Some(slot) = self.filling.take() {
+            self.filled.push_back((slot, len));
+        }
         self.seq += self.stride;
         self.cur = None;
         Ok(())
