@@ -76,6 +76,14 @@ for n in (2, 4):
         bold = '**' if name.startswith('tutti') else ''
         print(f'| {bold}{name}{bold} | {len(runs)} | {fmt(lat)} | ' + ' | '.join(fmt(b) for b in bws) + ' |')
 
+extra = sorted({os.path.basename(f).split('.rep')[0][len('tutti-'):]
+                for f in glob.glob(os.path.join(out, 'tutti-*.rep*.txt'))}
+               - {'tcp-2', 'tcp-4', 'tcp-2-syscc'})
+for cfg in extra:
+    runs = tutti_runs(cfg)
+    lat, bws = row(runs)
+    print(f'| tutti {cfg} | {len(runs)} | {fmt(lat)} | ' + ' | '.join(fmt(b) for b in bws) + ' |')
+
 print()
 print('Ratios: busbw tutti / peer (target >= 1.5 against Open MPI, >= 3 against Gloo); '
       '8-byte latency peer / tutti (target >= 1, i.e. tutti no slower):')

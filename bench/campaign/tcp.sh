@@ -4,6 +4,8 @@
 #
 #   bench/campaign/tcp.sh [REPEATS]        # default 3; run it under `heavy`
 #   OUT=dir FIRST=2 bench/campaign/tcp.sh 1   # one more repeat into the same dir
+#   EXTRA="crc-2:2:TUTTI_TCP_CHECKSUM=1 s1-2:2:TUTTI_SOCKETS_PER_PEER=1" ...
+#       # more tutti configurations per repeat (name:nranks:ENV=VAL[,ENV=VAL])
 #
 # Each repeat runs, in this order:
 #   1. the peers (../shared/peers/run_all.sh, ONLY=$PEERS, REPEATS=1): Open MPI tcp
@@ -73,5 +75,10 @@ for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
     tutti_cfg tcp-2 2
     tutti_cfg tcp-4 4
     tutti_cfg tcp-2-syscc 2 TUTTI_TCP_CONGESTION=system
+    for x in ${EXTRA:-}; do
+        IFS=: read -r xname xn xenv <<<"$x"
+        # shellcheck disable=SC2086
+        tutti_cfg "$xname" "$xn" ${xenv//,/ }
+    done
 done
 python3 "$here/summarize_tcp.py" "$OUT" | tee "$OUT/summary.md"
