@@ -30,7 +30,7 @@ mod progress;
 mod recv;
 mod send;
 
-pub use budget::{PollBudget, socket_wake_latency};
+pub use budget::{OVERSUBSCRIBED_YIELD, PollBudget, socket_wake_latency};
 pub use config::{Congestion, TcpConfig};
 pub use connect::TcpEndpoint;
 pub use iface::{interface_addresses, select_address};
