@@ -11,29 +11,30 @@
 //! - [`cpu`]: the vectorized CPU reduction kernels;
 //! - [`gpu`]: the CUDA reduction kernels (compiled by `build.rs`, loaded through the
 //!   CUDA driver at run time when one is present).
-//! - [`store`]: the key-value stores ranks rendezvous through (TCP, file, memory,
-//!   prefix, etcd) and the barrier / synchronize utilities over them.
-//! - [`launch`]: the launcher (`tutti run`, torchrun-compatible) and its library API
-//!   ([`launch::Launcher`]).
+//! - [`store`] (the `tutti-store` crate): the key-value stores ranks rendezvous
+//!   through (TCP, file, memory, prefix, etcd) and the barrier / synchronize
+//!   utilities over them.
+//! - [`launch`] (the `tutti-launch` crate): the launcher (`tutti run`,
+//!   torchrun-compatible) and its library API ([`launch::Launcher`]).
 
-mod convert;
 pub mod cpu;
-mod dtype;
-mod element;
 mod error;
-mod float8;
 pub mod gpu;
 pub mod group;
-pub mod launch;
-mod op;
-pub mod store;
 
-pub use dtype::DataType;
-pub use element::Element;
 pub use error::{Error, Result};
-pub use float8::{F8E4M3, F8E5M2};
 pub use group::{GroupOptions, ProcessGroup, Work, init};
-pub use launch::{LaunchConfig, Launcher};
-pub use op::{Finalize, ReduceOp, StepOp};
-/// The transport layer (links, primitives, shm/tcp/faulty), re-exported.
+/// The data model, re-exported from `tutti-core`.
+pub use tutti_core::{DataType, Element, F8E4M3, F8E5M2, Finalize, ReduceOp, StepOp, convert};
+/// The same-host window algorithms, re-exported.
+pub use tutti_intra as intra;
+/// The launcher (`tutti run`), re-exported from `tutti-launch`.
+pub use tutti_launch as launch;
+pub use tutti_launch::{LaunchConfig, Launcher};
+/// The RPC layer (named workers, remote calls, remote references), re-exported from
+/// `tutti-rpc`.
+pub use tutti_rpc as rpc;
+/// The key-value stores, re-exported from `tutti-store`.
+pub use tutti_store as store;
+/// The transport layer (links, windows, the point-to-point engine), re-exported.
 pub use tutti_transport as transport;

@@ -70,7 +70,7 @@ fn init_tracing() {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_ascii_lowercase())
         })
-        .unwrap_or_else(|| "warn,tutti::launch=info".into());
+        .unwrap_or_else(|| "warn,tutti_launch=info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -84,7 +84,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Run(args) => tutti::launch::cli::run(args),
+        Command::Run(args) => tutti::launch::cli::run(args, &|| {
+            tutti::gpu::device_count().map_err(|e| e.to_string())
+        }),
         Command::Bench { args } => bench(args),
     }
 }

@@ -1,11 +1,12 @@
-//! The collectives matrix with ranks as threads: world sizes 1, 2, 3, 4, 5 and 8,
-//! in-process links (ring and tree) and TCP over loopback.
+//! The collectives matrix with ranks as threads: world sizes 1, 2, 3, 4, 5 and 8, on
+//! the same-host windows (one-shot, two-shot, tuned: results equal to the rank-order
+//! fold bit for bit), in-process links (ring, tree, direct) and TCP over loopback.
 
 mod collectives;
 
 use std::time::Duration;
 
-use collectives::{Level, matrix};
+use collectives::{Level, matrix, matrix_rank_order};
 use tutti::ProcessGroup;
 use tutti::group::{Algo, GroupOptions, TransportChoice};
 
@@ -26,27 +27,74 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn run(n: usize, o: GroupOptions, level: Level) {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let start = std::time::Instant::now();
-    ProcessGroup::run_threads(n, o, move |g| matrix(&g, level)).unwrap();
+    let window = !o.algo.is_some_and(Algo::uses_links) && o.transport != TransportChoice::Tcp;
+    ProcessGroup::run_threads(n, o, move |g| {
+        if window {
+            matrix_rank_order(&g, level)
+        } else {
+            matrix(&g, level)
+        }
+    })
+    .unwrap();
     eprintln!("matrix n={n} {level:?}: {:?}", start.elapsed());
+}
+
+/// Window options: 4 KiB buffers, so that every size takes several rounds.
+fn window(algo: Option<Algo>) -> GroupOptions {
+    GroupOptions {
+        algo,
+        window_bytes: Some(4096),
+        timeout: Duration::from_secs(120),
+        ..GroupOptions::default()
+    }
+}
+
+#[test]
+fn window_one_shot_every_world_size() {
+    for (n, level) in [
+        (1, Level::Reduced),
+        (2, Level::Full),
+        (4, Level::Reduced),
+        (5, Level::Reduced),
+    ] {
+        run(n, window(Some(Algo::OneShot)), level);
+    }
+}
+
+#[test]
+fn window_two_shot_every_world_size() {
+    for (n, level) in [(2, Level::Reduced), (3, Level::Full), (8, Level::Reduced)] {
+        run(n, window(Some(Algo::TwoShot)), level);
+    }
+}
+
+#[test]
+fn window_tuned_default_geometry() {
+    for n in [2, 4] {
+        let o = GroupOptions {
+            timeout: Duration::from_secs(120),
+            ..GroupOptions::default()
+        };
+        run(n, o, Level::Reduced);
+    }
 }
 
 #[test]
 fn inproc_ring_every_world_size() {
-    for n in [1, 2, 3, 4, 5, 8] {
-        let level = if n == 2 || n == 3 {
-            Level::Full
-        } else {
-            Level::Reduced
-        };
+    for (n, level) in [
+        (1, Level::Reduced),
+        (2, Level::Full),
+        (3, Level::Reduced),
+        (5, Level::Reduced),
+    ] {
         run(n, opts(Algo::Ring, TransportChoice::Shm), level);
     }
 }
 
 #[test]
 fn inproc_tree_every_world_size() {
-    for n in [2, 3, 5, 8] {
-        let level = Level::Reduced;
-        run(n, opts(Algo::Tree, TransportChoice::Shm), level);
+    for n in [3, 8] {
+        run(n, opts(Algo::Tree, TransportChoice::Shm), Level::Reduced);
     }
 }
 
@@ -55,12 +103,6 @@ fn inproc_direct_and_tuned() {
     for n in [2, 5] {
         run(n, opts(Algo::Direct, TransportChoice::Shm), Level::Reduced);
     }
-    // The tuner's own choices (direct, tree, ring by size), default chunk.
-    let tuned = GroupOptions {
-        timeout: Duration::from_secs(120),
-        ..GroupOptions::default()
-    };
-    run(4, tuned, Level::Reduced);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The launcher's library API: a Rust closure as the entrypoint, run in real worker
 //! processes (this test binary re-executed), returning values or failing.
 
-use tutti::Error;
+use tutti::launch::LaunchError as Error;
 use tutti::launch::{ExitKind, LaunchConfig, Launcher};
 
 fn log_dir(test: &str) -> std::path::PathBuf {

@@ -36,7 +36,7 @@ mod with_etcd {
 
     use super::etcd_required;
     use super::store_common::{WORKER_ENV, conformance, free_port, spawn_worker, wait_child};
-    use tutti::Error;
+    use tutti::store::StoreError as Error;
     use tutti::store::{EtcdStore, Store, barrier, synchronize};
 
     /// A running etcd, killed and cleaned up on drop.
@@ -239,7 +239,7 @@ mod with_etcd {
             .wait(&["go", "absent"], Some(Duration::from_millis(300)))
             .unwrap_err();
         match err {
-            Error::StoreTimeout { missing, .. } => assert_eq!(missing, ["absent"]),
+            Error::Timeout { missing, .. } => assert_eq!(missing, ["absent"]),
             other => panic!("{other}"),
         }
         eprintln!("etcd store tests took {:?}", t0.elapsed());
@@ -260,7 +260,7 @@ mod with_etcd {
             Duration::from_millis(500),
         )
         .unwrap_err();
-        assert!(matches!(err, Error::StoreBackend { .. }), "{err}");
+        assert!(matches!(err, Error::Backend { .. }), "{err}");
         assert!(t0.elapsed() < Duration::from_secs(10));
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use store_common::{WORKER_ENV, conformance, spawn_worker, wait_child};
-use tutti::Error;
+use tutti::store::StoreError as Error;
 use tutti::store::{
     FileStore, MemoryStore, PrefixStore, Store, barrier, barrier_with_trace_timeout, get_all,
     synchronize,
@@ -251,5 +251,5 @@ fn barrier_timeout_names_missing_ranks() {
     }
     // Without a rank, the store's own timeout error comes back.
     let err = barrier(&*store, 2, "bt2/", Duration::from_millis(100), None).unwrap_err();
-    assert!(matches!(err, Error::StoreTimeout { .. }), "{err}");
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
 }

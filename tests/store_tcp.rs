@@ -11,8 +11,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use store_common::{WORKER_ENV, conformance, free_port, spawn_worker, wait_child, worker_command};
-use tutti::Error;
+use store_common::{
+    WORKER_ENV, capture_warnings, conformance, free_port, logged, spawn_worker, wait_child,
+    worker_command,
+};
+use tutti::store::StoreError as Error;
 use tutti::store::{Store, TcpStore, TcpStoreServer, barrier, raise_fd_limit, synchronize};
 
 const TOKEN: &str = "test-token-3f9a";
@@ -63,47 +66,6 @@ fn expect_closed(s: &mut TcpStream, what: &str) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("{what}: the server did not close the connection: {e}"),
     }
-}
-
-/// Server log lines at WARN and ERROR, captured by a global subscriber.
-static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-struct CaptureWarnings;
-
-struct Fields(String);
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write as _;
-        let _ = write!(self.0, "{}={value:?} ", field.name());
-    }
-}
-
-impl tracing::Subscriber for CaptureWarnings {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::WARN
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields(String::new());
-        event.record(&mut fields);
-        LOGS.lock()
-            .unwrap()
-            .push(format!("{} {}", event.metadata().level(), fields.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-fn capture_warnings() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = tracing::subscriber::set_global_default(CaptureWarnings);
-    });
 }
 
 /// Child-process entry point: does nothing unless started by `spawn_worker`.
@@ -307,7 +269,7 @@ fn connect_retries_until_the_server_appears_or_the_timeout() {
         .connect()
         .unwrap_err();
     assert!(t0.elapsed() >= Duration::from_millis(290));
-    assert!(matches!(err, Error::StoreIo { .. }), "{err}");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
     assert!(err.to_string().contains("gave up after"), "{err}");
 
     std::thread::scope(|s| {
@@ -341,13 +303,17 @@ fn wrong_token_is_refused_clearly() {
         t0.elapsed() < Duration::from_secs(5),
         "a refused token is not retried"
     );
-    assert!(matches!(err, Error::StoreAuth { .. }), "{err}");
+    assert!(matches!(err, Error::Auth { .. }), "{err}");
     let msg = err.to_string();
     assert!(
         msg.contains("refused")
             && msg.contains("wrong job token")
             && msg.contains("TUTTI_JOB_TOKEN"),
         "{msg}"
+    );
+    assert!(
+        logged(&["wrong job token", "peer=127.0.0.1:"]),
+        "the refusal is logged with the peer's address"
     );
 
     // Other protocol versions are refused too, and nobody else is affected.

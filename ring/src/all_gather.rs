@@ -3,12 +3,12 @@
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in};
-use crate::{Result, Ring, TransportError, check};
+use crate::{Result, Schedule, TransportError, check};
 
 /// Gathers every rank's `input` (the same length `L` everywhere) into `output`
 /// (`size * L` bytes, rank `i`'s input at `i * L`) on every rank.
 /// Bus bandwidth factor `(n - 1) / n`.
-pub fn all_gather(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8]) -> Result<()> {
+pub fn all_gather(ring: &mut Schedule<'_>, input: &[u8], output: &mut [u8]) -> Result<()> {
     check(ring, "all_gather", input.len(), 1)?;
     let n = ring.size;
     let l = input.len();

@@ -3,7 +3,7 @@
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in, segment};
-use crate::{ByteReducer, Result, Ring, check};
+use crate::{ByteReducer, Result, Schedule, check};
 
 /// Reduces `buf` across all ranks, in place: afterwards every rank holds the same
 /// bytes, the element-wise reduction of every rank's input.
@@ -13,7 +13,11 @@ use crate::{ByteReducer, Result, Ring, check};
 /// (recv-reduce-send), until rank `r` holds segment `r + 1` fully reduced. All-gather:
 /// the reduced segments travel around once more (recv-copy-send). Bus bandwidth
 /// factor `2 (n - 1) / n`.
-pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
+pub fn all_reduce(
+    ring: &mut Schedule<'_>,
+    buf: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> Result<()> {
     schedule(ring, None, buf, reducer)
 }
 
@@ -22,7 +26,7 @@ pub fn all_reduce(ring: &mut Ring<'_>, buf: &mut [u8], reducer: &dyn ByteReducer
 /// in-place schedule reads `buf`, so it moves no more bytes than the in-place one
 /// (no up-front copy of the whole buffer).
 pub fn all_reduce_into(
-    ring: &mut Ring<'_>,
+    ring: &mut Schedule<'_>,
     input: &[u8],
     output: &mut [u8],
     reducer: &dyn ByteReducer,
@@ -44,7 +48,7 @@ pub fn all_reduce_into(
 
 /// The ring schedule; `input` is `None` in place (read from `out`).
 fn schedule(
-    ring: &mut Ring<'_>,
+    ring: &mut Schedule<'_>,
     input: Option<&[u8]>,
     out: &mut [u8],
     reducer: &dyn ByteReducer,

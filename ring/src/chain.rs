@@ -3,9 +3,9 @@
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in};
-use crate::{ByteReducer, Result, Ring, TransportError, check};
+use crate::{ByteReducer, Result, Schedule, TransportError, check};
 
-fn check_root(ring: &Ring<'_>, what: &str, root: usize) -> Result<()> {
+fn check_root(ring: &Schedule<'_>, what: &str, root: usize) -> Result<()> {
     if root >= ring.size {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: root {root} is outside a group of {}",
@@ -17,7 +17,7 @@ fn check_root(ring: &Ring<'_>, what: &str, root: usize) -> Result<()> {
 
 /// Copies the root's `buf` into every rank's `buf` along the chain
 /// `root -> root+1 -> ... -> root-1`, chunk by chunk. Bus bandwidth factor 1.
-pub fn broadcast(ring: &mut Ring<'_>, buf: &mut [u8], root: usize) -> Result<()> {
+pub fn broadcast(ring: &mut Schedule<'_>, buf: &mut [u8], root: usize) -> Result<()> {
     check(ring, "broadcast", buf.len(), 1)?;
     check_root(ring, "broadcast", root)?;
     let n = ring.size;
@@ -47,7 +47,7 @@ pub fn broadcast(ring: &mut Ring<'_>, buf: &mut [u8], root: usize) -> Result<()>
 /// the root (it must be `input.len()` bytes there; other ranks may pass an empty
 /// slice). Bus bandwidth factor 1.
 pub fn reduce(
-    ring: &mut Ring<'_>,
+    ring: &mut Schedule<'_>,
     input: &[u8],
     output: &mut [u8],
     root: usize,

@@ -2,7 +2,7 @@
 
 use tutti_transport::ops;
 
-use crate::{ByteReducer, Result, Ring, check};
+use crate::{ByteReducer, Result, Schedule, check};
 
 /// Small-message all_reduce in one hop: every rank sends its whole `buf` to every
 /// other rank, then folds all `size` buffers in rank order (`x0 op x1 op ...`), so
@@ -11,7 +11,7 @@ use crate::{ByteReducer, Result, Ring, check};
 /// for small buffers only. `buf` must fit in one message of every link (all the
 /// sends are posted before any receive).
 pub fn all_reduce_direct(
-    ring: &mut Ring<'_>,
+    ring: &mut Schedule<'_>,
     buf: &mut [u8],
     reducer: &dyn ByteReducer,
 ) -> Result<()> {

@@ -3,11 +3,11 @@
 
 use tutti_transport::ops;
 
-use crate::{Result, Ring, TransportError, check};
+use crate::{Result, Schedule, TransportError, check};
 
 /// Collects every rank's `input` (`L` bytes) into the root's `output` (`size * L`
 /// bytes, rank `i` at `i * L`); other ranks may pass an empty `output`.
-pub fn gather(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8], root: usize) -> Result<()> {
+pub fn gather(ring: &mut Schedule<'_>, input: &[u8], output: &mut [u8], root: usize) -> Result<()> {
     check(ring, "gather", input.len(), 1)?;
     let n = ring.size;
     if root >= n {
@@ -40,7 +40,12 @@ pub fn gather(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8], root: usize)
 
 /// Sends block `i` of the root's `input` (`size * L` bytes) to rank `i`'s `output`
 /// (`L` bytes); other ranks may pass an empty `input`.
-pub fn scatter(ring: &mut Ring<'_>, input: &[u8], output: &mut [u8], root: usize) -> Result<()> {
+pub fn scatter(
+    ring: &mut Schedule<'_>,
+    input: &[u8],
+    output: &mut [u8],
+    root: usize,
+) -> Result<()> {
     check(ring, "scatter", output.len(), 1)?;
     let n = ring.size;
     if root >= n {

@@ -6,7 +6,7 @@
 //! number of `elem`-byte elements.
 //!
 //! Every schedule is pipelined: the buffer is cut into per-rank segments and each
-//! segment into chunks of at most [`Ring::chunk`] bytes, and the steps run chunk by
+//! segment into chunks of at most [`Schedule::chunk`] bytes, and the steps run chunk by
 //! chunk, so that no link ever holds more than a chunk or two in flight. That keeps
 //! bounded link buffers deadlock-free and overlaps the steps of neighbouring ranks.
 //! The result does not depend on timing: every rank reduces in a fixed order.
@@ -22,7 +22,7 @@ mod segments;
 
 pub use all_gather::all_gather;
 pub use all_reduce::{all_reduce, all_reduce_into};
-pub use all_to_all::all_to_all;
+pub use all_to_all::{all_to_all, all_to_all_v};
 pub use chain::{broadcast, reduce};
 pub use direct::all_reduce_direct;
 pub use gather::{gather, scatter};
@@ -32,8 +32,10 @@ pub use tutti_transport::{
     ByteReducer, Deadline, Links, RecvHalf, Result, SendHalf, TransportError,
 };
 
-/// One rank's view of a collective: who it is, its links, and the pipeline's chunk.
-pub struct Ring<'a> {
+/// One rank's view of a collective schedule over links (ring, chain or tree): who it
+/// is, its links, the pipeline's chunk and the deadline. Shared by the ring and tree
+/// crates.
+pub struct Schedule<'a> {
     /// This rank (0-based, in the ring order).
     pub rank: usize,
     /// Number of ranks.
@@ -47,7 +49,7 @@ pub struct Ring<'a> {
     pub deadline: Deadline,
 }
 
-impl Ring<'_> {
+impl Schedule<'_> {
     /// The next rank in the ring.
     pub fn next(&self) -> usize {
         (self.rank + 1) % self.size
@@ -65,8 +67,8 @@ impl Ring<'_> {
     }
 }
 
-/// Checks the arguments every schedule shares.
-pub(crate) fn check(ring: &Ring<'_>, what: &str, len: usize, elem: usize) -> Result<()> {
+/// Checks the arguments every schedule shares (rank, whole elements, chunk).
+pub fn check(ring: &Schedule<'_>, what: &str, len: usize, elem: usize) -> Result<()> {
     if ring.size == 0 || ring.rank >= ring.size {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: rank {} is outside a ring of {}",

@@ -3,13 +3,13 @@
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in, segment};
-use crate::{ByteReducer, Result, Ring, TransportError, check};
+use crate::{ByteReducer, Result, Schedule, TransportError, check};
 
 /// Reduces `input` (the same length on every rank, split into `size` segments)
 /// across ranks; rank `r` receives segment `r` of the result in `output`.
 /// Bus bandwidth factor `(n - 1) / n`.
 pub fn reduce_scatter(
-    ring: &mut Ring<'_>,
+    ring: &mut Schedule<'_>,
     input: &[u8],
     output: &mut [u8],
     reducer: &dyn ByteReducer,

@@ -24,8 +24,8 @@ use bytemuck::Pod;
 use half::{bf16, f16};
 use num_complex::Complex;
 
-use crate::op::{Finalize, StepOp};
 use crate::{DataType, Element, Error, F8E4M3, F8E5M2, ReduceOp, Result};
+use crate::{Finalize, StepOp};
 use combine::{BAnd, BOr, BXor, Combine, Max, Min, Prod, Sum};
 use scale::Scale;
 use simd::Kernel;

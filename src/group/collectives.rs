@@ -1,30 +1,53 @@
 //! The collectives on typed host slices, and the byte-level layer they share with the
-//! raw pointer API.
+//! raw pointer API. Each collective runs on the same-host window when every rank
+//! shares this host (the `tutti-intra` algorithms), else over the links (the ring and
+//! tree schedules); see [`Route`].
 
-use tutti_ring::Ring;
-use tutti_transport::{ByteReducer, Deadline};
-use tutti_tree::Tree;
+use tutti_intra as intra;
+use tutti_ring::Schedule;
+use tutti_transport::window::{Addr, HostExec, Window};
+use tutti_transport::{ByteReducer, Deadline, TransportError};
 
 use super::ProcessGroup;
 use super::check::Desc;
 use super::links::LinkTable;
 use super::options::Algo;
-use super::tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
+use super::paths::Route;
+use super::small;
+use super::tuner::{LinkCost, Plan, WindowPlan, pick_chunk, plan_all_reduce, plan_window};
 use crate::cpu::Reducer;
 use crate::{DataType, Element, Error, ReduceOp, Result};
 
-/// The CPU kernels as the transports' byte-level reducer.
-pub(crate) struct HostReducer(pub Reducer);
+/// The CPU kernels as the algorithms' byte-level reducer, with the group size for
+/// the final step of `Avg`.
+pub(crate) struct HostReducer {
+    pub reducer: Reducer,
+    pub size: usize,
+}
+
+impl HostReducer {
+    pub(crate) fn new(dtype: DataType, op: ReduceOp, size: usize) -> Result<Self> {
+        Ok(HostReducer {
+            reducer: Reducer::new(dtype, op)?,
+            size,
+        })
+    }
+}
 
 impl ByteReducer for HostReducer {
     fn element_size(&self) -> usize {
-        ByteReducer::element_size(&self.0)
+        ByteReducer::element_size(&self.reducer)
     }
     fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), String> {
-        ByteReducer::reduce_inplace(&self.0, dst, src)
+        ByteReducer::reduce_inplace(&self.reducer, dst, src)
     }
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), String> {
-        ByteReducer::reduce(&self.0, dst, a, b)
+        ByteReducer::reduce(&self.reducer, dst, a, b)
+    }
+    fn finalize(&self, dst: &mut [u8]) -> std::result::Result<(), String> {
+        self.reducer
+            .finalize(dst, self.size)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -32,6 +55,19 @@ fn len_error(what: &str, expected: usize, actual: usize) -> Error {
     Error::InvalidArgument(format!(
         "{what}: expected {expected} elements, got {actual}"
     ))
+}
+
+fn addr(b: &[u8]) -> Addr {
+    b.as_ptr() as Addr
+}
+
+fn addr_mut(b: &mut [u8]) -> Addr {
+    b.as_mut_ptr() as Addr
+}
+
+/// Byte lengths and offsets of `n` consecutive blocks of `len` bytes.
+fn even(n: usize, len: usize) -> (Vec<usize>, Vec<usize>) {
+    (vec![len; n], (0..n).map(|m| m * len).collect())
 }
 
 impl ProcessGroup {
@@ -45,6 +81,10 @@ impl ProcessGroup {
         Ok(())
     }
 
+    fn forced(&self) -> Option<Algo> {
+        self.inner.opts.algo
+    }
+
     fn cost(&self, links: &LinkTable) -> LinkCost {
         if links.any_tcp {
             LinkCost::tcp()
@@ -56,7 +96,9 @@ impl ProcessGroup {
 
     fn plan(&self, links: &LinkTable, bytes: usize, tree_ok: bool) -> Plan {
         let o = &self.inner.opts;
-        let forced_algo = o.algo.filter(|a| tree_ok || *a == Algo::Ring);
+        let forced_algo = o
+            .algo
+            .filter(|a| a.uses_links() && (tree_ok || *a == Algo::Ring));
         let mut p = plan_all_reduce(
             bytes,
             self.size(),
@@ -70,18 +112,8 @@ impl ProcessGroup {
         p
     }
 
-    fn ring<'a>(&self, links: &'a mut LinkTable, chunk: usize, deadline: Deadline) -> Ring<'a> {
-        Ring {
-            rank: self.rank(),
-            size: self.size(),
-            links,
-            chunk,
-            deadline,
-        }
-    }
-
-    fn tree<'a>(&self, links: &'a mut LinkTable, chunk: usize, deadline: Deadline) -> Tree<'a> {
-        Tree {
+    fn ring<'a>(&self, links: &'a mut LinkTable, chunk: usize, deadline: Deadline) -> Schedule<'a> {
+        Schedule {
             rank: self.rank(),
             size: self.size(),
             links,
@@ -135,7 +167,7 @@ impl ProcessGroup {
         input: Option<&[u8]>,
         buf: &mut [u8],
     ) -> Result<()> {
-        let reducer = HostReducer(Reducer::new(dtype, op)?);
+        let reducer = HostReducer::new(dtype, op, self.size())?;
         if !buf.len().is_multiple_of(dtype.size()) {
             return Err(Error::PartialElement {
                 what: "all_reduce: buffer",
@@ -145,38 +177,85 @@ impl ProcessGroup {
             });
         }
         let desc = Desc::new(Some(dtype), buf.len() / dtype.size(), None, Some(op));
-        self.run("all_reduce", desc, |links, dl| {
-            let plan = self.plan(links, buf.len(), true);
-            tracing::trace!(
-                algo = plan.algo.name(),
-                chunk = plan.chunk,
-                bytes = buf.len(),
-                "all_reduce plan"
-            );
-            if let (Some(i), Algo::Direct | Algo::Tree) = (input, plan.algo) {
-                buf.copy_from_slice(i);
-            }
-            match plan.algo {
-                Algo::Ring if input.is_some() => tutti_ring::all_reduce_into(
-                    &mut self.ring(links, plan.chunk, dl),
-                    input.unwrap_or_default(),
-                    buf,
-                    &reducer,
-                ),
-                Algo::Direct if buf.len() <= links.max_message => tutti_ring::all_reduce_direct(
-                    &mut self.ring(links, plan.chunk, dl),
-                    buf,
-                    &reducer,
-                ),
-                Algo::Ring | Algo::Direct => {
-                    tutti_ring::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, &reducer)
+        let finalize_after = self.run("all_reduce", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    self.all_reduce_window(w, &reducer, input, buf, dl)?;
+                    Ok(false)
                 }
-                Algo::Tree => {
-                    tutti_tree::all_reduce(&mut self.tree(links, plan.chunk, dl), buf, &reducer)
+                _ => {
+                    self.all_reduce_links(&mut paths.links, &reducer, input, buf, dl)?;
+                    Ok(true)
                 }
             }
         })?;
-        reducer.0.finalize(buf, self.size())
+        if finalize_after {
+            reducer.reducer.finalize(buf, self.size())?;
+        }
+        Ok(())
+    }
+
+    fn all_reduce_window(
+        &self,
+        w: &Window,
+        reducer: &HostReducer,
+        input: Option<&[u8]>,
+        buf: &mut [u8],
+        dl: Deadline,
+    ) -> std::result::Result<(), TransportError> {
+        let len = buf.len();
+        let plan = plan_window(len, w.members(), self.forced());
+        tracing::trace!(?plan, bytes = len, "all_reduce on the window");
+        if plan == WindowPlan::Line {
+            return small::all_reduce(w, reducer, input, buf, dl);
+        }
+        let out = addr_mut(buf);
+        let inp = input.map_or(out, addr);
+        let mut e = HostExec::new(w, Some(reducer), 0, dl, "all_reduce");
+        match plan {
+            WindowPlan::TwoShot => intra::all_reduce_two_shot(&mut e, inp, out, len),
+            _ => intra::all_reduce_one_shot(&mut e, inp, out, len),
+        }
+    }
+
+    fn all_reduce_links(
+        &self,
+        links: &mut LinkTable,
+        reducer: &HostReducer,
+        input: Option<&[u8]>,
+        buf: &mut [u8],
+        dl: Deadline,
+    ) -> std::result::Result<(), TransportError> {
+        let plan = self.plan(links, buf.len(), true);
+        tracing::trace!(
+            algo = plan.algo.name(),
+            chunk = plan.chunk,
+            bytes = buf.len(),
+            "all_reduce plan"
+        );
+        if let (Some(i), Algo::Direct | Algo::Tree) = (input, plan.algo) {
+            buf.copy_from_slice(i);
+        }
+        match plan.algo {
+            Algo::Ring if input.is_some() => tutti_ring::all_reduce_into(
+                &mut self.ring(links, plan.chunk, dl),
+                input.unwrap_or_default(),
+                buf,
+                reducer,
+            ),
+            Algo::Direct if buf.len() <= links.max_message => {
+                tutti_ring::all_reduce_direct(&mut self.ring(links, plan.chunk, dl), buf, reducer)
+            }
+            Algo::Tree => {
+                tutti_tree::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, reducer)
+            }
+            _ => {
+                if let Some(i) = input {
+                    buf.copy_from_slice(i);
+                }
+                tutti_ring::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, reducer)
+            }
+        }
     }
 
     /// Broadcast of the root's `buf` to every rank's `buf`.
@@ -192,14 +271,20 @@ impl ProcessGroup {
     ) -> Result<()> {
         self.check_root("broadcast", root)?;
         let desc = Desc::new(Some(dtype), buf.len() / dtype.size(), Some(root), None);
-        self.run("broadcast", desc, |links, dl| {
-            let plan = self.plan(links, buf.len(), true);
-            match plan.algo {
-                Algo::Ring | Algo::Direct => {
-                    tutti_ring::broadcast(&mut self.ring(links, plan.chunk, dl), buf, root)
+        self.run("broadcast", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, None, dtype.size(), dl, "broadcast");
+                    intra::broadcast(&mut e, root, addr_mut(buf), buf.len())
                 }
-                Algo::Tree => {
-                    tutti_tree::broadcast(&mut self.tree(links, plan.chunk, dl), buf, root)
+                _ => {
+                    let links = &mut paths.links;
+                    let plan = self.plan(links, buf.len(), true);
+                    let mut s = self.ring(links, plan.chunk, dl);
+                    match plan.algo {
+                        Algo::Tree => tutti_tree::broadcast(&mut s, buf, root),
+                        _ => tutti_ring::broadcast(&mut s, buf, root),
+                    }
                 }
             }
         })
@@ -209,7 +294,7 @@ impl ProcessGroup {
     /// is left as it was).
     pub fn reduce<T: Element>(&self, buf: &mut [T], op: ReduceOp, root: usize) -> Result<()> {
         let dtype = T::DTYPE;
-        let reducer = HostReducer(Reducer::new(dtype, op)?);
+        let reducer = HostReducer::new(dtype, op, self.size())?;
         self.check_root("reduce", root)?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
         let is_root = self.rank() == root;
@@ -219,36 +304,37 @@ impl ProcessGroup {
             Some(root),
             Some(op),
         );
-        self.run("reduce", desc, |links, dl| {
-            let plan = self.plan(links, bytes.len(), true);
-            // Only the root writes into its buffer, so only the root needs a copy of
-            // its input; the others reduce straight from theirs.
-            let owned;
-            let (input, out): (&[u8], &mut [u8]) = if is_root {
-                owned = bytes.to_vec();
-                (&owned, &mut *bytes)
-            } else {
-                (&*bytes, &mut [])
-            };
-            match plan.algo {
-                Algo::Ring | Algo::Direct => tutti_ring::reduce(
-                    &mut self.ring(links, plan.chunk, dl),
-                    input,
-                    out,
-                    root,
-                    &reducer,
-                ),
-                Algo::Tree => tutti_tree::reduce(
-                    &mut self.tree(links, plan.chunk, dl),
-                    input,
-                    out,
-                    root,
-                    &reducer,
-                ),
+        let finalize_after = self.run("reduce", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, Some(&reducer), 0, dl, "reduce");
+                    let p = addr_mut(bytes);
+                    intra::reduce(&mut e, root, p, p, bytes.len())?;
+                    Ok(false)
+                }
+                _ => {
+                    let links = &mut paths.links;
+                    let plan = self.plan(links, bytes.len(), true);
+                    // Only the root writes into its buffer, so only the root needs a
+                    // copy of its input; the others reduce straight from theirs.
+                    let owned;
+                    let (input, out): (&[u8], &mut [u8]) = if is_root {
+                        owned = bytes.to_vec();
+                        (&owned, &mut *bytes)
+                    } else {
+                        (&*bytes, &mut [])
+                    };
+                    let mut s = self.ring(links, plan.chunk, dl);
+                    match plan.algo {
+                        Algo::Tree => tutti_tree::reduce(&mut s, input, out, root, &reducer),
+                        _ => tutti_ring::reduce(&mut s, input, out, root, &reducer),
+                    }?;
+                    Ok(true)
+                }
             }
         })?;
-        if is_root {
-            reducer.0.finalize(bytes, self.size())?;
+        if is_root && finalize_after {
+            reducer.reducer.finalize(bytes, self.size())?;
         }
         Ok(())
     }
@@ -268,9 +354,17 @@ impl ProcessGroup {
             bytemuck::cast_slice_mut(output),
         );
         let desc = Desc::new(Some(T::DTYPE), input.len(), None, None);
-        self.run("all_gather", desc, |links, dl| {
-            let chunk = self.chunk_for(links, inb.len());
-            tutti_ring::all_gather(&mut self.ring(links, chunk, dl), inb, outb)
+        self.run("all_gather", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
+                    intra::all_gather(&mut e, addr(inb), addr_mut(outb), inb.len())
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, inb.len());
+                    tutti_ring::all_gather(&mut self.ring(&mut paths.links, chunk, dl), inb, outb)
+                }
+            }
         })
     }
 
@@ -282,7 +376,7 @@ impl ProcessGroup {
         output: &mut [T],
         op: ReduceOp,
     ) -> Result<()> {
-        let reducer = HostReducer(Reducer::new(T::DTYPE, op)?);
+        let reducer = HostReducer::new(T::DTYPE, op, self.size())?;
         if input.len() != output.len() * self.size() {
             return Err(len_error(
                 "reduce_scatter: input (group size x output)",
@@ -295,11 +389,25 @@ impl ProcessGroup {
             bytemuck::cast_slice(input),
             bytemuck::cast_slice_mut(output),
         );
-        self.run("reduce_scatter", desc, |links, dl| {
-            let chunk = self.chunk_for(links, outb.len());
-            tutti_ring::reduce_scatter(&mut self.ring(links, chunk, dl), inb, outb, &reducer)
+        let finalize_after = self.run("reduce_scatter", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
+                    intra::reduce_scatter(&mut e, addr(inb), addr_mut(outb), outb.len())?;
+                    Ok(false)
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, outb.len());
+                    let mut s = self.ring(&mut paths.links, chunk, dl);
+                    tutti_ring::reduce_scatter(&mut s, inb, outb, &reducer)?;
+                    Ok(true)
+                }
+            }
         })?;
-        reducer.0.finalize(outb, self.size())
+        if finalize_after {
+            reducer.reducer.finalize(outb, self.size())?;
+        }
+        Ok(())
     }
 
     /// All-to-all: block `i` of `input` goes to rank `i`, which stores it as block
@@ -319,9 +427,17 @@ impl ProcessGroup {
             bytemuck::cast_slice_mut(output),
         );
         let desc = Desc::new(Some(T::DTYPE), input.len(), None, None);
-        self.run("all_to_all", desc, |links, dl| {
-            let chunk = self.chunk_for(links, inb.len() / n);
-            tutti_ring::all_to_all(&mut self.ring(links, chunk, dl), inb, outb)
+        self.run("all_to_all", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_to_all");
+                    intra::all_to_all(&mut e, addr(inb), addr_mut(outb), inb.len() / n)
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, inb.len() / n);
+                    tutti_ring::all_to_all(&mut self.ring(&mut paths.links, chunk, dl), inb, outb)
+                }
+            }
         })
     }
 
@@ -341,9 +457,18 @@ impl ProcessGroup {
             bytemuck::cast_slice_mut(output),
         );
         let desc = Desc::new(Some(T::DTYPE), input.len(), Some(root), None);
-        self.run("gather", desc, |links, dl| {
-            let chunk = self.chunk_for(links, inb.len());
-            tutti_ring::gather(&mut self.ring(links, chunk, dl), inb, outb, root)
+        self.run("gather", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let (lens, displs) = even(self.size(), inb.len());
+                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "gather");
+                    intra::gather_v(&mut e, root, addr(inb), addr_mut(outb), &lens, &displs)
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, inb.len());
+                    tutti_ring::gather(&mut self.ring(&mut paths.links, chunk, dl), inb, outb, root)
+                }
+            }
         })
     }
 
@@ -363,20 +488,44 @@ impl ProcessGroup {
             bytemuck::cast_slice(input),
             bytemuck::cast_slice_mut(output),
         );
-        self.run("scatter", desc, |links, dl| {
-            let chunk = self.chunk_for(links, outb.len());
-            tutti_ring::scatter(&mut self.ring(links, chunk, dl), inb, outb, root)
+        self.run("scatter", desc, |paths, dl| {
+            match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let (lens, displs) = even(self.size(), outb.len());
+                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "scatter");
+                    intra::scatter_v(&mut e, root, addr(inb), &lens, &displs, addr_mut(outb))
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, outb.len());
+                    tutti_ring::scatter(
+                        &mut self.ring(&mut paths.links, chunk, dl),
+                        inb,
+                        outb,
+                        root,
+                    )
+                }
+            }
         })
     }
 
     /// Blocks until every rank of the group has called `barrier`.
     pub fn barrier(&self) -> Result<()> {
         let mut token = [0u8; 1];
-        let reducer = HostReducer(Reducer::new(DataType::U8, ReduceOp::Sum)?);
-        self.run("barrier", Desc::new(None, 0, None, None), |links, dl| {
-            let chunk = self.chunk_for(links, 16);
-            let mut t = self.tree(links, chunk, dl);
-            tutti_tree::all_reduce(&mut t, &mut token, &reducer)
-        })
+        let reducer = HostReducer::new(DataType::U8, ReduceOp::Sum, self.size())?;
+        self.run(
+            "barrier",
+            Desc::new(None, 0, None, None),
+            |paths, dl| match (paths.route(self.size(), self.forced()), &paths.window) {
+                (Route::Window, Some(w)) => {
+                    let mut e = HostExec::new(w, None, 1, dl, "barrier");
+                    intra::barrier(&mut e)
+                }
+                _ => {
+                    let chunk = self.chunk_for(&paths.links, 16);
+                    let mut t = self.ring(&mut paths.links, chunk, dl);
+                    tutti_tree::all_reduce(&mut t, &mut token, &reducer)
+                }
+            },
+        )
     }
 }

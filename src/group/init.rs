@@ -6,12 +6,17 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tutti_transport::bridge::Bridge;
+use tutti_transport::p2p::{Channel, Engine, EngineConfig, SingleCopy};
 use tutti_transport::shm::{InprocHub, ShmConfig};
-use tutti_transport::{AbortHandle, Deadline};
+use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
+use tutti_transport::window::{Window, WindowConfig, WindowHub};
+use tutti_transport::{AbortHandle, Deadline, WaitBudget};
 
 use super::env::JobEnv;
-use super::links::{Wiring, connect_mesh};
-use super::options::GroupOptions;
+use super::links::{LinkTable, StoreRendezvous, Wiring, connect_mesh, with_faults};
+use super::options::{GroupOptions, TransportChoice};
+use super::paths::{LocalMap, Paths};
 use super::work::Worker;
 use super::{Inner, ProcessGroup};
 use crate::store::{MemoryStore, Store, TcpStore};
@@ -21,6 +26,7 @@ use crate::{Error, Result};
 /// groups, by group name.
 pub(crate) struct ThreadJob {
     hubs: Mutex<HashMap<String, Arc<InprocHub>>>,
+    windows: Arc<WindowHub>,
 }
 
 impl ThreadJob {
@@ -59,6 +65,122 @@ pub(crate) fn host_id() -> String {
     )
 }
 
+/// This rank's window among the group's ranks on this host: shared memory between
+/// processes, heap blocks between threads, a private block when alone.
+fn connect_window(
+    spec: &Spec,
+    local: &LocalMap,
+    local_ranks: usize,
+    abort: &AbortHandle,
+    deadline: Deadline,
+) -> tutti_transport::Result<Arc<Window>> {
+    let mut cfg = WindowConfig::from_env(local_ranks);
+    cfg.abort = abort.clone();
+    if let Some(b) = spec.opts.window_bytes {
+        cfg.data_bytes = b;
+    }
+    let names: Vec<String> = local
+        .members
+        .iter()
+        .map(|&r| format!("rank {r} of group {}", spec.name))
+        .collect();
+    let index = local.member_of(spec.rank).unwrap_or(0);
+    let window = match (&spec.threads, local.members.len()) {
+        (Some(job), n) if n > 1 => job
+            .windows
+            .join(&spec.name, index, &names, &cfg, deadline)?,
+        (_, 1) => WindowHub::new().join("self", 0, &names, &cfg, deadline)?,
+        _ => Window::connect(
+            &StoreRendezvous(&*spec.store),
+            &spec.name,
+            index,
+            &names,
+            &cfg,
+            deadline,
+        )?,
+    };
+    Ok(Arc::new(window))
+}
+
+/// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
+const DEFAULT_EAGER: usize = 64 << 10;
+
+/// The point-to-point engine: rings in the window for the ranks on this host, rings
+/// bridged to a TCP connection for the others.
+fn connect_engine(
+    spec: &Spec,
+    local: &LocalMap,
+    window: &Arc<Window>,
+    local_ranks: usize,
+    deadline: Deadline,
+) -> tutti_transport::Result<Engine> {
+    let size = spec.global_ranks.len();
+    let names: Vec<String> = (0..size)
+        .map(|r| format!("rank {r} of group {}", spec.name))
+        .collect();
+    let mut channels: Vec<Option<Channel>> = (0..size).map(|_| None).collect();
+    for (p, c) in channels.iter_mut().enumerate() {
+        if p == spec.rank {
+            continue;
+        }
+        if let Some(m) = local.member_of(p) {
+            *c = Some(Channel::Window {
+                tx: window.ring_writer(m),
+                rx: window.ring_reader(m),
+                member: m,
+            });
+        }
+    }
+    let remote: Vec<usize> = (0..size)
+        .filter(|&p| p != spec.rank && local.member_of(p).is_none())
+        .collect();
+    if !remote.is_empty() {
+        let abort = AbortHandle::new();
+        let mut cfg = TcpConfig::from_env(local_ranks);
+        cfg.sockets = 1;
+        cfg.abort = abort.clone();
+        let prefix = format!("{}/p2p", spec.name);
+        let rdv = StoreRendezvous(&*spec.store);
+        let mut ep = TcpEndpoint::bind(cfg, spec.rank, &prefix)?;
+        ep.publish(&rdv)?;
+        for &p in &remote {
+            let link = with_faults(spec.rank, ep.connect(&rdv, p, &names[p], deadline)?)?;
+            let max_payload = tutti_transport::bridge::max_payload(
+                link.tx.max_message().min(link.rx.max_message()),
+            );
+            let bridge = Bridge::start(
+                link,
+                window.ring_bytes(),
+                window.p2p_doorbell(),
+                abort.clone(),
+            )?;
+            channels[p] = Some(Channel::Bridged {
+                bridge: Box::new(bridge),
+                max_payload,
+            });
+        }
+    }
+    let eager_max = std::env::var("TUTTI_P2P_EAGER_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_EAGER);
+    let single_copy = SingleCopy::from_env();
+    let cfg = EngineConfig {
+        eager_max,
+        single_copy,
+        chunk: (window.ring_bytes() / 4).max(4096),
+        budget: WaitBudget::for_local_ranks(local_ranks),
+    };
+    Ok(Engine::new(
+        spec.rank,
+        names,
+        channels,
+        window.p2p_doorbell(),
+        Some(window.clone()),
+        cfg,
+    ))
+}
+
 /// Everything needed to build one member of a group.
 pub(crate) struct Spec {
     pub store: Arc<dyn Store>,
@@ -81,7 +203,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
         )));
     }
     let deadline = Deadline::after(spec.opts.connect_timeout);
-    let hosts = match spec.hosts {
+    let hosts = match spec.hosts.clone() {
         Some(h) => h,
         None => exchange_hosts(
             &*spec.store,
@@ -95,27 +217,47 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
     let same_host: Vec<bool> = hosts.iter().map(|h| *h == me).collect();
     let local_ranks = same_host.iter().filter(|&&s| s).count();
     let abort = AbortHandle::new();
-    let wiring = match &spec.threads {
-        Some(job) => Wiring::Threads(job.hub(&spec.name, &abort, size)),
-        None => Wiring::Processes {
-            same_host,
-            local_ranks,
-        },
-    };
-    let links = connect_mesh(
-        &*spec.store,
-        &spec.name,
-        spec.rank,
-        size,
-        &wiring,
-        spec.opts.transport,
-        &abort,
-        deadline,
-    )
-    .map_err(|source| Error::Setup {
+    let setup = |source| Error::Setup {
         rank: spec.rank,
         source,
-    })?;
+    };
+    // The window's members: the ranks on this host (only this rank when TCP is
+    // forced, so that every byte crosses TCP).
+    let members: Vec<usize> = if spec.opts.transport == TransportChoice::Tcp {
+        vec![spec.rank]
+    } else {
+        (0..size).filter(|&r| same_host[r]).collect()
+    };
+    let local = LocalMap { members };
+    let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
+    // Links: to every peer when some are on other hosts, when a link algorithm is
+    // forced, or when TCP is.
+    let needs_links = local.members.len() < size
+        || spec.opts.algo.is_some_and(super::options::Algo::uses_links)
+        || spec.opts.transport == TransportChoice::Tcp;
+    let links = if needs_links && size > 1 {
+        let wiring = match &spec.threads {
+            Some(job) => Wiring::Threads(job.hub(&spec.name, &abort, size)),
+            None => Wiring::Processes {
+                same_host,
+                local_ranks,
+            },
+        };
+        connect_mesh(
+            &*spec.store,
+            &spec.name,
+            spec.rank,
+            size,
+            &wiring,
+            spec.opts.transport,
+            &abort,
+            deadline,
+        )
+        .map_err(setup)?
+    } else {
+        LinkTable::empty(size)
+    };
+    let engine = connect_engine(&spec, &local, &window, local_ranks, deadline).map_err(setup)?;
     tracing::debug!(group = %spec.name, rank = spec.rank, size, "process group connected");
     let timeout = spec.opts.timeout;
     Ok(ProcessGroup {
@@ -126,7 +268,14 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             hosts,
             name: spec.name,
             store: spec.store,
-            links: Mutex::new(links),
+            paths: Mutex::new(Paths {
+                links,
+                window: Some(window.clone()),
+            }),
+            window: Some(window),
+            local,
+            engine: Arc::new(engine),
+            scope: Mutex::new(None),
             seq: AtomicU64::new(0),
             failed: Mutex::new(None),
             has_failed: std::sync::atomic::AtomicBool::new(false),
@@ -199,6 +348,7 @@ impl ProcessGroup {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let job = Arc::new(ThreadJob {
             hubs: Mutex::new(HashMap::new()),
+            windows: WindowHub::new(),
         });
         let host = host_id();
         // Build the members concurrently: TCP links need every rank connecting.

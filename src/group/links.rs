@@ -76,6 +76,20 @@ impl LinkTable {
             l.tx.inject(Injected::Cut);
         }
     }
+
+    /// Number of peers with a link.
+    pub(crate) fn connected(&self) -> usize {
+        self.links.iter().flatten().count()
+    }
+
+    /// A table without links (every peer reached through the window).
+    pub(crate) fn empty(size: usize) -> Self {
+        LinkTable {
+            links: (0..size).map(|_| None).collect(),
+            max_message: 1 << 20,
+            any_tcp: false,
+        }
+    }
 }
 
 /// Connects this rank to every other member, pair by pair in the global order of
@@ -148,17 +162,9 @@ pub(crate) fn connect_mesh(
             }
         }
     }
-    // Fault injection for tests: TUTTI_FAULTS wraps this rank's sending halves
-    // (only on rank TUTTI_FAULTS_RANK when that is set).
-    let faulty_rank = std::env::var("TUTTI_FAULTS_RANK")
-        .ok()
-        .and_then(|r| r.trim().parse::<usize>().ok());
-    if faulty_rank.is_none_or(|r| r == rank)
-        && let Some(plan) = FaultPlan::from_env()?
-    {
-        for l in links.iter_mut().flatten() {
-            let tx = std::mem::replace(&mut l.tx, Box::new(Detached));
-            l.tx = Box::new(FaultySend::new(tx, plan.clone()));
+    for l in links.iter_mut() {
+        if let Some(link) = l.take() {
+            *l = Some(with_faults(rank, link)?);
         }
     }
     let max_message = links
@@ -172,6 +178,21 @@ pub(crate) fn connect_mesh(
         max_message,
         any_tcp,
     })
+}
+
+/// Fault injection for tests: `TUTTI_FAULTS` wraps this rank's sending half (only on
+/// rank `TUTTI_FAULTS_RANK` when that is set).
+pub(crate) fn with_faults(rank: usize, mut link: Link) -> tutti_transport::Result<Link> {
+    let faulty_rank = std::env::var("TUTTI_FAULTS_RANK")
+        .ok()
+        .and_then(|r| r.trim().parse::<usize>().ok());
+    if faulty_rank.is_none_or(|r| r == rank)
+        && let Some(plan) = FaultPlan::from_env()?
+    {
+        let tx = std::mem::replace(&mut link.tx, Box::new(Detached));
+        link.tx = Box::new(FaultySend::new(tx, plan));
+    }
+    Ok(link)
 }
 
 /// A placeholder sending half, only present while a real one is being wrapped.

@@ -21,6 +21,7 @@
 //! buffers whose lengths do not fit the collective) are errors before any byte
 //! moves, and do not break the group.
 
+mod asyncs;
 mod check;
 mod collectives;
 mod env;
@@ -28,28 +29,36 @@ mod init;
 mod links;
 mod options;
 mod p2p;
+mod paths;
 mod raw;
+mod scope;
+mod small;
 mod subgroup;
 mod tuner;
+mod uneven;
 mod work;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tutti_transport::p2p::Engine;
+use tutti_transport::window::Window;
 use tutti_transport::{AbortHandle, Deadline, TransportError};
 
 pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
 pub use options::{Algo, DEFAULT_OP_TIMEOUT, GroupOptions, TransportChoice};
+pub use p2p::P2POp;
 pub use raw::MemoryKind;
+pub use scope::GroupScope;
 pub use tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
 pub use work::Work;
 
 use crate::store::Store;
 use crate::{Error, Result};
-use links::LinkTable;
+use paths::{LocalMap, Paths};
 use work::Worker;
 
 /// A communicator: the ranks of a job (or a subset of them) and the links between
@@ -70,7 +79,16 @@ struct Inner {
     /// Store key prefix of this group (unique per group in the job).
     name: String,
     store: Arc<dyn Store>,
-    links: Mutex<LinkTable>,
+    /// The links and the window, held by the running operation.
+    paths: Mutex<Paths>,
+    /// The same-host window (also in `paths`), for abort and the progress engine.
+    window: Option<Arc<Window>>,
+    /// Which group ranks share this host.
+    local: LocalMap,
+    /// The point-to-point progress engine.
+    engine: Arc<Engine>,
+    /// The open group scope, if any.
+    scope: Mutex<Option<scope::ScopeState>>,
     seq: AtomicU64,
     failed: Mutex<Option<String>>,
     /// `failed.is_some()`, readable without the lock on the hot path.
@@ -112,6 +130,12 @@ impl ProcessGroup {
         self.inner.global_ranks.get(r).copied()
     }
 
+    /// The group ranks that share this host (this rank included), in rank order.
+    /// Collectives among them run on the same-host window.
+    pub fn local_ranks(&self) -> &[usize] {
+        &self.inner.local.members
+    }
+
     /// The group's store-key prefix (unique per group within the job).
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -145,10 +169,17 @@ impl ProcessGroup {
     pub fn abort(&self) {
         self.inner.abort.abort();
         self.inner.fail("aborted by abort()".into());
+        if let Some(w) = &self.inner.window {
+            w.close();
+        }
+        self.inner.engine.fail_all(|| TransportError::Aborted {
+            peer: "(all)".into(),
+            op: "point-to-point (abort() was called)",
+        });
         // When no operation holds the links, cut them now so that the peers fail
         // fast; otherwise the pending operation cuts them as it fails.
-        if let Ok(mut links) = self.inner.links.try_lock() {
-            links.cut_all();
+        if let Ok(mut paths) = self.inner.paths.try_lock() {
+            paths.links.cut_all();
         }
     }
 
@@ -169,7 +200,7 @@ impl ProcessGroup {
         &self,
         op: &'static str,
         desc: check::Desc,
-        f: impl FnOnce(&mut LinkTable, Deadline) -> std::result::Result<R, TransportError>,
+        f: impl FnOnce(&mut Paths, Deadline) -> std::result::Result<R, TransportError>,
     ) -> Result<R> {
         self.inner.worker.drain();
         self.inner.run(op, Some(desc), self.timeout, f)
@@ -240,7 +271,7 @@ impl Inner {
         op: &'static str,
         desc: Option<check::Desc>,
         timeout: Duration,
-        f: impl FnOnce(&mut LinkTable, Deadline) -> std::result::Result<R, TransportError>,
+        f: impl FnOnce(&mut Paths, Deadline) -> std::result::Result<R, TransportError>,
     ) -> Result<R> {
         self.check_usable()?;
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -248,14 +279,17 @@ impl Inner {
             check::verify(self, op, seq, desc, timeout)?;
         }
         let deadline = Deadline::after(timeout);
-        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
         tracing::trace!(group = %self.name, rank = self.rank, op, seq, "op start");
-        match f(&mut links, deadline) {
+        match f(&mut paths, deadline) {
             Ok(r) => Ok(r),
             Err(source) => {
                 // Cut first, so that the peers waiting on this rank fail now too.
-                links.cut_all();
-                drop(links);
+                paths.links.cut_all();
+                if let Some(w) = &paths.window {
+                    w.close();
+                }
+                drop(paths);
                 let missing_ranks = if source.is_peer_failure() {
                     self.missing_ranks(op, seq)
                 } else {

@@ -35,15 +35,24 @@ impl FromStr for TransportChoice {
 }
 
 /// Which collective algorithm to use.
+///
+/// `OneShot` and `TwoShot` run on the same-host windows (every rank reads its peers'
+/// windows); `Ring`, `Tree` and `Direct` run over links (shared-memory FIFOs on one
+/// host, TCP between hosts). Forcing a link algorithm on one host connects links
+/// between the local ranks too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algo {
-    /// Ring (chains for broadcast and reduce).
+    /// Ring (chains for broadcast and reduce), over links.
     Ring,
-    /// Double binary tree (all_reduce), binary tree (broadcast, reduce).
+    /// Double binary tree (all_reduce), binary tree (broadcast, reduce), over links.
     Tree,
-    /// One hop: every rank sends its buffer to every other and reduces locally in
-    /// rank order (all_reduce of small buffers).
+    /// One hop over links: every rank sends its buffer to every other and reduces
+    /// locally in rank order (all_reduce of small buffers).
     Direct,
+    /// Windows, one synchronisation per round: every rank reduces every window.
+    OneShot,
+    /// Windows, reduce-scatter by slices then all-gather of the reduced slices.
+    TwoShot,
 }
 
 impl Algo {
@@ -53,7 +62,14 @@ impl Algo {
             Algo::Ring => "ring",
             Algo::Tree => "tree",
             Algo::Direct => "direct",
+            Algo::OneShot => "oneshot",
+            Algo::TwoShot => "twoshot",
         }
+    }
+
+    /// True for the algorithms that run over links (not windows).
+    pub fn uses_links(self) -> bool {
+        matches!(self, Algo::Ring | Algo::Tree | Algo::Direct)
     }
 }
 
@@ -64,8 +80,10 @@ impl FromStr for Algo {
             "ring" => Ok(Algo::Ring),
             "tree" => Ok(Algo::Tree),
             "direct" => Ok(Algo::Direct),
+            "oneshot" | "one_shot" | "one-shot" => Ok(Algo::OneShot),
+            "twoshot" | "two_shot" | "two-shot" => Ok(Algo::TwoShot),
             other => Err(Error::InvalidArgument(format!(
-                "unknown algorithm {other:?} (TUTTI_ALGO expects ring, tree or direct)"
+                "unknown algorithm {other:?} (TUTTI_ALGO expects oneshot, twoshot, ring, tree or direct)"
             ))),
         }
     }
@@ -86,6 +104,10 @@ pub struct GroupOptions {
     pub check: bool,
     /// Time allowed for connecting the group's links.
     pub connect_timeout: Duration,
+    /// Bytes of each of the two buffers of the same-host window
+    /// (`TUTTI_WINDOW_BYTES`, a multiple of 4096; `None`: the default, 512 KiB). Every
+    /// rank of a host must use the same value.
+    pub window_bytes: Option<usize>,
 }
 
 impl Default for GroupOptions {
@@ -97,13 +119,14 @@ impl Default for GroupOptions {
             chunk: None,
             check: false,
             connect_timeout: Duration::from_secs(300),
+            window_bytes: None,
         }
     }
 }
 
 impl GroupOptions {
     /// Defaults overridden by `TUTTI_TRANSPORT`, `TUTTI_ALGO`, `TUTTI_CHUNK_BYTES`,
-    /// `TUTTI_CHECK` and `TUTTI_TIMEOUT_SECS`. A value that does not parse is an
+    /// `TUTTI_CHECK`, `TUTTI_TIMEOUT_SECS` and `TUTTI_WINDOW_BYTES`. A value that does not parse is an
     /// error naming the variable.
     pub fn from_env() -> Result<Self> {
         let mut o = GroupOptions::default();
@@ -122,6 +145,18 @@ impl GroupOptions {
                 )));
             }
             o.chunk = Some(c);
+        }
+        if let Some(v) = var("TUTTI_WINDOW_BYTES") {
+            let b: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| bad("TUTTI_WINDOW_BYTES", &v))?;
+            if b == 0 || !b.is_multiple_of(4096) {
+                return Err(Error::InvalidArgument(format!(
+                    "TUTTI_WINDOW_BYTES={b} must be a positive multiple of 4096"
+                )));
+            }
+            o.window_bytes = Some(b);
         }
         if let Some(v) = var("TUTTI_CHECK") {
             o.check = !matches!(v.trim(), "0" | "false" | "no" | "off");

@@ -101,6 +101,36 @@ pub fn plan_all_reduce(
     Plan { algo, chunk }
 }
 
+/// How an all_reduce runs on the same-host window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowPlan {
+    /// Up to one cache line of payload: the small-message lines.
+    Line,
+    /// Every rank reduces every window (one synchronisation per round).
+    OneShot,
+    /// Reduce-scatter by slices, then all-gather of the reduced slices.
+    TwoShot,
+}
+
+/// Picks the window all_reduce for `bytes` over `n` local ranks (`forced` from
+/// `TUTTI_ALGO`: `oneshot` or `twoshot`).
+pub fn plan_window(bytes: usize, n: usize, forced: Option<Algo>) -> WindowPlan {
+    match forced {
+        Some(Algo::TwoShot) => return WindowPlan::TwoShot,
+        Some(Algo::OneShot) if bytes > tutti_transport::window::LINE_PAYLOAD => {
+            return WindowPlan::OneShot;
+        }
+        _ => {}
+    }
+    if bytes <= tutti_transport::window::LINE_PAYLOAD {
+        WindowPlan::Line
+    } else if n <= 2 || bytes <= 32 << 10 {
+        WindowPlan::OneShot
+    } else {
+        WindowPlan::TwoShot
+    }
+}
+
 /// Chunk for other collectives: as large as one message, at least 2 per segment.
 pub fn pick_chunk(segment: usize, max_message: usize) -> usize {
     let half = (segment / 2).next_multiple_of(16);

@@ -129,11 +129,33 @@ pub fn input<T: TestElem>(seed: u64, r: usize, count: usize, op: ReduceOp) -> Ve
     (0..count).map(|_| T::draw(&mut rng, for_prod)).collect()
 }
 
+/// When set, every reduction must equal the rank-order fold `x0 op x1 op ...` bit
+/// for bit (the same-host window algorithms promise it), floats included.
+pub static RANK_ORDER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Checks `got` (the reduction of `inputs` with `op`) element by element.
 pub fn check_reduction<T: TestElem>(what: &str, op: ReduceOp, inputs: &[Vec<T>], got: &[T]) {
     let n = inputs.len();
     let count = inputs[0].len();
     assert_eq!(got.len(), count, "{what}: result length");
+    if RANK_ORDER.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut want = inputs[0].clone();
+        for x in &inputs[1..] {
+            cpu::reduce_inplace(op, &mut want, x).unwrap();
+        }
+        cpu::finalize(op, &mut want, n).unwrap();
+        let (g, w): (&[u8], &[u8]) = (bytemuck::cast_slice(got), bytemuck::cast_slice(&want));
+        if let Some(i) = (0..count).find(|&i| {
+            let s = T::DTYPE.size();
+            g[i * s..(i + 1) * s] != w[i * s..(i + 1) * s]
+        }) {
+            panic!(
+                "{what}: element {i} of {count}: got {:?}, want {:?} (bits of the rank-order fold)",
+                got[i], want[i]
+            );
+        }
+        return;
+    }
     let exact = T::INT
         || matches!(
             op,
@@ -367,8 +389,20 @@ pub fn movements<T: TestElem>(g: &ProcessGroup, level: Level, seed: u64) {
     }
 }
 
-/// The whole matrix on one group.
+/// The whole matrix on one group whose reductions must equal the rank-order fold
+/// bit for bit (the window path).
+pub fn matrix_rank_order(g: &ProcessGroup, level: Level) {
+    RANK_ORDER.store(true, std::sync::atomic::Ordering::Relaxed);
+    run_matrix(g, level);
+}
+
+/// The whole matrix on one group (float results within the documented bound).
 pub fn matrix(g: &ProcessGroup, level: Level) {
+    RANK_ORDER.store(false, std::sync::atomic::Ordering::Relaxed);
+    run_matrix(g, level);
+}
+
+fn run_matrix(g: &ProcessGroup, level: Level) {
     match level {
         Level::Full => {
             reductions::<f32>(g, level, 1);

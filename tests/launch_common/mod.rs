@@ -93,7 +93,7 @@ impl Launch {
             .arg("--")
             .args(program)
             .env("OUT", dir)
-            .env("RUST_LOG", "warn,tutti::launch=info")
+            .env("RUST_LOG", "warn,tutti_launch=info")
             .stdin(Stdio::null())
             .stdout(File::create(&out).unwrap())
             .stderr(File::create(&err).unwrap());

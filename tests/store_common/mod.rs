@@ -7,15 +7,36 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tutti::Error;
+use tutti::store::StoreError as Error;
 use tutti::store::{MAX_KEY_LEN, Store};
 
 /// Opens another handle (connection, clone, file handle) on the store under test.
 pub type Open<'a> = &'a (dyn Fn() -> Box<dyn Store> + Sync);
 
+/// How a store reports `add` on a value that is not a number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AddErrors {
+    /// A typed `StoreError::Request` naming the problem.
+    Typed,
+    /// The server closes the connection (c10d's TCPStore protocol has no error
+    /// reply): an I/O error on that handle.
+    ClosesConnection,
+}
+
 /// Runs every operation of the `Store` trait against `open()`'s store, with keys under
 /// `ns`; `threads` x `adds` concurrent increments must all land.
 pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
+    conformance_with(open, ns, threads, adds, AddErrors::Typed)
+}
+
+/// [`conformance`], for a store that reports bad `add`s as `add_errors` says.
+pub fn conformance_with(
+    open: Open<'_>,
+    ns: &str,
+    threads: usize,
+    adds: usize,
+    add_errors: AddErrors,
+) {
     let store = open();
     let k = |s: &str| format!("{ns}{s}");
 
@@ -37,12 +58,16 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
     assert_eq!(store.add(&k("n"), 0).unwrap(), 3);
     assert_eq!(store.get(&k("n")).unwrap(), b"3");
     store.set(&k("text"), b"abc").unwrap();
-    let err = store.add(&k("text"), 1).unwrap_err();
-    assert!(
-        matches!(err, Error::StoreRequest { op: "add", .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("not a decimal integer"), "{err}");
+    let err = open().add(&k("text"), 1).unwrap_err();
+    match add_errors {
+        AddErrors::Typed => {
+            assert!(matches!(err, Error::Request { op: "add", .. }), "{err}");
+            assert!(err.to_string().contains("not a decimal integer"), "{err}");
+        }
+        AddErrors::ClosesConnection => {
+            assert!(matches!(err, Error::Io { .. }), "{err}");
+        }
+    }
     store.set(&k("n2"), b"40").unwrap();
     assert_eq!(store.add(&k("n2"), 2).unwrap(), 42);
 
@@ -103,7 +128,7 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
     let long_key = "k".repeat(MAX_KEY_LEN + 1);
     assert!(matches!(
         store.set(&long_key, b"v"),
-        Err(Error::StoreRequest { .. })
+        Err(Error::Request { .. })
     ));
 
     // wait: immediate, timeout with its message, woken by a later set.
@@ -124,7 +149,7 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
         "returned after {waited:?}"
     );
     match &err {
-        Error::StoreTimeout {
+        Error::Timeout {
             keys,
             missing,
             waited,
@@ -143,13 +168,10 @@ pub fn conformance(open: Open<'_>, ns: &str, threads: usize, adds: usize) {
 
     let old = store.timeout();
     store.set_timeout(Duration::from_millis(200));
-    assert!(matches!(
-        store.get(&k("never")),
-        Err(Error::StoreTimeout { .. })
-    ));
+    assert!(matches!(store.get(&k("never")), Err(Error::Timeout { .. })));
     assert!(matches!(
         store.multi_get(&[&k("a"), &k("never")]),
-        Err(Error::StoreTimeout { .. })
+        Err(Error::Timeout { .. })
     ));
     store.set_timeout(old);
 
@@ -240,5 +262,65 @@ pub fn wait_child(mut child: Child, what: &str, limit: Duration) {
             panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Server log lines at WARN and ERROR, captured by a global subscriber.
+pub static LOGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct CaptureWarnings;
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, "{}={value:?} ", field.name());
+    }
+}
+
+impl tracing::Subscriber for CaptureWarnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        LOGS.lock()
+            .unwrap()
+            .push(format!("{} {}", event.metadata().level(), fields.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+pub fn capture_warnings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing::subscriber::set_global_default(CaptureWarnings);
+    });
+}
+
+/// Waits up to 10 s for a captured WARN/ERROR line containing every one of `needles`.
+pub fn logged(needles: &[&str]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if LOGS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -81,6 +81,22 @@ pub enum TransportError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A point-to-point receive and the message matched to it disagree on the length
+    /// (reported on both sides: the receive fails, and so does the send).
+    #[error(
+        "message with tag {tag} between this rank and peer {peer}: the receive expects {expected} bytes, the message has {actual}"
+    )]
+    Mismatch {
+        /// The other rank.
+        peer: String,
+        /// The message's tag.
+        tag: u32,
+        /// The receive buffer's length.
+        expected: usize,
+        /// The message's length.
+        actual: usize,
+    },
+
     /// The transport is not available on this machine (no RDMA device, feature not
     /// built, ...).
     #[error("transport unavailable: {0}")]

@@ -20,11 +20,14 @@
 //! (a Store, in `tutti`). Every blocking call takes a [`Deadline`]; a dead peer or a
 //! passed deadline is an error naming the peer, never a hang.
 
+pub mod bridge;
 mod deadline;
 mod error;
 pub mod faulty;
 mod link;
+mod liveness;
 pub mod ops;
+pub mod p2p;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 mod reducer;
@@ -32,10 +35,11 @@ mod rendezvous;
 pub mod shm;
 pub mod tcp;
 mod wait;
+pub mod window;
 
 pub use deadline::Deadline;
 pub use error::{Result, TransportError};
 pub use link::{Injected, Link, Links, Message, RecvHalf, RemoteRead, SendHalf};
 pub use reducer::ByteReducer;
 pub use rendezvous::Rendezvous;
-pub use wait::{AbortHandle, WaitPolicy, cores};
+pub use wait::{AbortHandle, WaitBudget, WaitPolicy, cores, wake_latency};

@@ -13,4 +13,11 @@ pub trait ByteReducer: Send + Sync {
 
     /// `dst = a op b`.
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String>;
+
+    /// The op's final step on fully reduced data (Avg's division by the number of
+    /// ranks, PreMulSum's scaling); nothing for most ops.
+    fn finalize(&self, dst: &mut [u8]) -> Result<(), String> {
+        let _ = dst;
+        Ok(())
+    }
 }

@@ -179,6 +179,182 @@ pub(crate) fn wait_until(
     }
 }
 
+/// How long a waiter polls before it sleeps, as time budgets rather than iteration
+/// counts (an iteration costs 2 ns on one CPU and 40 on another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitBudget {
+    /// Busy-polling time before yielding.
+    pub spin: Duration,
+    /// `sched_yield` polling time before sleeping on the futex.
+    pub yields: Duration,
+}
+
+impl WaitBudget {
+    /// The budget for `local_ranks` ranks sharing this host's cores, given `wake`, the
+    /// measured cost of sleeping on a futex and being woken ([`wake_latency`]).
+    ///
+    /// When every rank has a core, a waiter polls for twice what a sleep would cost
+    /// (the classic competitive choice: never more than 3x the optimum) and as long
+    /// again yielding. When ranks outnumber cores, polling steals the core the peer
+    /// needs: no spinning, and yielding only as long as one wake-up would cost (the
+    /// peer likely runs next on this core). `TUTTI_SPIN_US` / `TUTTI_YIELD_US`
+    /// override both.
+    pub fn new(local_ranks: usize, wake: Duration) -> Self {
+        let mut b = if local_ranks <= cores() {
+            let spin = (wake * 2).clamp(Duration::from_micros(20), Duration::from_millis(2));
+            WaitBudget { spin, yields: spin }
+        } else {
+            WaitBudget {
+                spin: Duration::ZERO,
+                yields: wake.clamp(Duration::from_micros(5), Duration::from_micros(200)),
+            }
+        };
+        if let Some(v) = env_u32("TUTTI_SPIN_US") {
+            b.spin = Duration::from_micros(u64::from(v));
+        }
+        if let Some(v) = env_u32("TUTTI_YIELD_US") {
+            b.yields = Duration::from_micros(u64::from(v));
+        }
+        b
+    }
+
+    /// [`new`](Self::new) with this process's measured [`wake_latency`].
+    pub fn for_local_ranks(local_ranks: usize) -> Self {
+        Self::new(local_ranks, wake_latency())
+    }
+}
+
+/// The median time, in this process, from a futex wake to the sleeper running again
+/// (two threads ping-ponging on a futex, measured once per process, ~1-5 ms).
+pub fn wake_latency() -> Duration {
+    static WAKE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *WAKE.get_or_init(measure_wake_latency)
+}
+
+fn measure_wake_latency() -> Duration {
+    const ROUNDS: u32 = 64;
+    let word = Arc::new(AtomicU32::new(0));
+    let other = word.clone();
+    // The partner waits for odd values and answers with the next even one.
+    let partner = std::thread::Builder::new()
+        .name("tutti-wake-probe".into())
+        .spawn(move || {
+            for i in 0..ROUNDS {
+                let want = 2 * i + 1;
+                while other.load(Ordering::Acquire) != want {
+                    let _ = futex::wait(&other, futex::Flags::PRIVATE, want - 1, None);
+                }
+                other.store(want + 1, Ordering::Release);
+                let _ = futex::wake(&other, futex::Flags::PRIVATE, 1);
+            }
+        });
+    let Ok(partner) = partner else {
+        return Duration::from_micros(50);
+    };
+    let mut samples = Vec::with_capacity(ROUNDS as usize);
+    for i in 0..ROUNDS {
+        let start = std::time::Instant::now();
+        word.store(2 * i + 1, Ordering::Release);
+        let _ = futex::wake(&word, futex::Flags::PRIVATE, 1);
+        while word.load(Ordering::Acquire) != 2 * i + 2 {
+            let _ = futex::wait(&word, futex::Flags::PRIVATE, 2 * i + 1, None);
+        }
+        // A round trip is two wake-ups.
+        samples.push(start.elapsed() / 2);
+    }
+    let _ = partner.join();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A futex word other ranks ring to wake its owner, and the owner's "asleep" flag.
+/// Both may live in shared memory; one sleeper per bell.
+pub(crate) struct Bell<'a> {
+    pub seq: &'a AtomicU32,
+    pub sleeping: &'a AtomicU32,
+}
+
+/// Waits until `ready()`: polls for `budget.spin`, yields for `budget.yields`, then
+/// sleeps on `bell` (woken by [`Bell::ring`]) in naps of at most 10 ms, calling
+/// `check()` (deadline, abort, liveness, closed peers) every few microseconds while
+/// polling and on every wake-up.
+pub(crate) fn wait_on_bell(
+    bell: &Bell<'_>,
+    budget: WaitBudget,
+    deadline: Deadline,
+    mut ready: impl FnMut() -> bool,
+    mut check: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    if ready() {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    if !budget.spin.is_zero() {
+        let mut rounds: u32 = 0;
+        loop {
+            for _ in 0..64 {
+                if ready() {
+                    return Ok(());
+                }
+                std::hint::spin_loop();
+            }
+            rounds = rounds.wrapping_add(1);
+            if rounds.is_multiple_of(64) {
+                recheck(&mut ready, &mut check)?;
+            }
+            if start.elapsed() >= budget.spin {
+                break;
+            }
+        }
+    }
+    let yield_until = budget.spin + budget.yields;
+    let mut yields: u32 = 0;
+    while start.elapsed() < yield_until {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::yield_now();
+        yields = yields.wrapping_add(1);
+        if yields.is_multiple_of(16) {
+            recheck(&mut ready, &mut check)?;
+        }
+    }
+    loop {
+        bell.sleeping.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seen = bell.seq.load(Ordering::Acquire);
+        if ready() {
+            bell.sleeping.store(0, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Err(e) = recheck(&mut ready, &mut check) {
+            bell.sleeping.store(0, Ordering::Relaxed);
+            return Err(e);
+        }
+        let nap = deadline.cap(LIVENESS_PERIOD);
+        let ts = rustix::time::Timespec {
+            tv_sec: nap.as_secs() as i64,
+            tv_nsec: i64::from(nap.subsec_nanos()),
+        };
+        // EAGAIN (rung meanwhile), EINTR and ETIMEDOUT all mean: look again.
+        let _ = futex::wait(bell.seq, futex::Flags::empty(), seen, Some(&ts));
+        bell.sleeping.store(0, Ordering::Relaxed);
+        if ready() {
+            return Ok(());
+        }
+        recheck(&mut ready, &mut check)?;
+    }
+}
+
+/// Runs `check`; when it fails (a peer left, say), looks at the condition once more:
+/// what the peer published before it failed still counts.
+fn recheck(ready: &mut impl FnMut() -> bool, check: &mut impl FnMut() -> Result<()>) -> Result<()> {
+    match check() {
+        Err(_) if ready() => Ok(()),
+        r => r,
+    }
+}
+
 fn check(ctx: &WaitCtx<'_>) -> Result<()> {
     if ctx.abort.is_aborted() {
         return Err(TransportError::Aborted {

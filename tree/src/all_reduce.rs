@@ -3,36 +3,9 @@
 use tutti_transport::ops;
 
 use crate::shape::{TreeNode, mirror_tree_node, tree_node};
-use crate::{ByteReducer, Result, TransportError, Tree};
+use tutti_ring::{check, chunk_range as chunk_of, segment};
 
-fn segment(len: usize, elem: usize, parts: usize, index: usize) -> std::ops::Range<usize> {
-    let count = len / elem;
-    let base = count / parts;
-    let extra = count % parts;
-    let start = index * base + index.min(extra);
-    start * elem..(start + base + usize::from(index < extra)) * elem
-}
-
-fn chunk_of(r: &std::ops::Range<usize>, chunk: usize, c: usize) -> std::ops::Range<usize> {
-    let start = (r.start + c * chunk).min(r.end);
-    start..(start + chunk).min(r.end)
-}
-
-fn check(t: &Tree<'_>, what: &str, len: usize, elem: usize) -> Result<()> {
-    if t.size == 0 || t.rank >= t.size {
-        return Err(TransportError::InvalidArgument(format!(
-            "{what}: rank {} outside a group of {}",
-            t.rank, t.size
-        )));
-    }
-    if elem == 0 || !len.is_multiple_of(elem) || t.chunk < elem || !t.chunk.is_multiple_of(elem) {
-        return Err(TransportError::InvalidArgument(format!(
-            "{what}: {len} bytes / chunk {} do not fit {elem}-byte elements",
-            t.chunk
-        )));
-    }
-    Ok(())
-}
+use crate::{ByteReducer, Result, Schedule, TransportError};
 
 fn kids(node: &TreeNode) -> impl Iterator<Item = usize> + '_ {
     node.children.iter().flatten().copied()
@@ -40,7 +13,12 @@ fn kids(node: &TreeNode) -> impl Iterator<Item = usize> + '_ {
 
 /// Reduces `data` up the tree: afterwards the root holds the full reduction; an
 /// interior rank's `data` holds a partial one.
-fn up(t: &mut Tree<'_>, node: &TreeNode, data: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
+fn up(
+    t: &mut Schedule<'_>,
+    node: &TreeNode,
+    data: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> Result<()> {
     let dl = t.deadline;
     let children: Vec<usize> = kids(node).collect();
     match (children.split_last(), node.parent) {
@@ -69,7 +47,7 @@ fn up(t: &mut Tree<'_>, node: &TreeNode, data: &mut [u8], reducer: &dyn ByteRedu
 }
 
 /// Broadcasts the root's `data` down the tree.
-fn down(t: &mut Tree<'_>, node: &TreeNode, data: &mut [u8]) -> Result<()> {
+fn down(t: &mut Schedule<'_>, node: &TreeNode, data: &mut [u8]) -> Result<()> {
     let dl = t.deadline;
     let chunk = t.chunk;
     let children: Vec<usize> = kids(node).collect();
@@ -95,7 +73,7 @@ fn down(t: &mut Tree<'_>, node: &TreeNode, data: &mut [u8]) -> Result<()> {
 }
 
 /// Double binary tree all_reduce of `buf`, in place.
-pub fn all_reduce(t: &mut Tree<'_>, buf: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
+pub fn all_reduce(t: &mut Schedule<'_>, buf: &mut [u8], reducer: &dyn ByteReducer) -> Result<()> {
     let elem = reducer.element_size();
     check(t, "tree all_reduce", buf.len(), elem)?;
     let n = t.size;
@@ -138,7 +116,7 @@ fn rooted_node(rank: usize, n: usize, root: usize) -> TreeNode {
     }
 }
 
-fn check_root(t: &Tree<'_>, what: &str, root: usize) -> Result<()> {
+fn check_root(t: &Schedule<'_>, what: &str, root: usize) -> Result<()> {
     if root >= t.size {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: root {root} outside a group of {}",
@@ -149,7 +127,7 @@ fn check_root(t: &Tree<'_>, what: &str, root: usize) -> Result<()> {
 }
 
 /// Tree broadcast of the root's `buf` to every rank, pipelined.
-pub fn broadcast(t: &mut Tree<'_>, buf: &mut [u8], root: usize) -> Result<()> {
+pub fn broadcast(t: &mut Schedule<'_>, buf: &mut [u8], root: usize) -> Result<()> {
     check(t, "tree broadcast", buf.len(), 1)?;
     check_root(t, "tree broadcast", root)?;
     if t.size == 1 || buf.is_empty() {
@@ -167,7 +145,7 @@ pub fn broadcast(t: &mut Tree<'_>, buf: &mut [u8], root: usize) -> Result<()> {
 /// Tree reduce of every rank's `input` into the root's `output` (`input.len()`
 /// bytes on the root; ignored elsewhere), pipelined.
 pub fn reduce(
-    t: &mut Tree<'_>,
+    t: &mut Schedule<'_>,
     input: &[u8],
     output: &mut [u8],
     root: usize,

@@ -18,17 +18,5 @@ pub use all_reduce::{all_reduce, broadcast, reduce};
 pub use shape::{TreeNode, mirror_tree_node, tree_node};
 pub use tutti_transport::{ByteReducer, Deadline, Links, Result, TransportError};
 
-/// One rank's view of a tree collective.
-pub struct Tree<'a> {
-    /// This rank.
-    pub rank: usize,
-    /// Number of ranks.
-    pub size: usize,
-    /// Links to the other ranks.
-    pub links: &'a mut dyn Links,
-    /// Pipeline chunk in bytes (a multiple of the element size, at most the links'
-    /// `max_message`).
-    pub chunk: usize,
-    /// When every blocking wait gives up.
-    pub deadline: Deadline,
-}
+/// One rank's view of a tree collective: the schedule context shared with the ring.
+pub use tutti_ring::Schedule;

@@ -2,49 +2,15 @@
 //! [`Consumer`] (a [`RecvHalf`]), for ranks in different processes (shared futex
 //! words, liveness through a pidfd) or threads of one process.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::cma::CmaRead;
 use super::fifo::{Fifo, KIND_INLINE, KIND_REMOTE};
 use crate::link::{Injected, Message, RecvHalf, SendHalf};
+pub(crate) use crate::liveness::Liveness;
 use crate::wait::{AbortHandle, WaitCtx, WaitPolicy, wait_until};
 use crate::{Deadline, Result, TransportError};
-
-/// How an endpoint learns that its peer died.
-pub(crate) enum Liveness {
-    /// Threads of one process: endpoints dropped during unwinding mark the FIFO
-    /// closed, nothing else to watch.
-    SameProcess,
-    /// A pidfd of the peer process: readable once it exits.
-    Process { pid: i32, pidfd: Option<OwnedFd> },
-}
-
-impl Liveness {
-    fn check(&self, peer: &str, op: &'static str) -> Result<()> {
-        let Liveness::Process { pid, pidfd } = self else {
-            return Ok(());
-        };
-        let dead = match pidfd {
-            Some(fd) => {
-                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
-                matches!(rustix::event::poll(&mut fds, Some(&rustix::time::Timespec::default())), Ok(n) if n > 0)
-            }
-            // No pidfd (old kernel): signal 0 tells whether the pid exists.
-            None => rustix::process::Pid::from_raw(*pid)
-                .is_some_and(|p| rustix::process::test_kill_process(p).is_err()),
-        };
-        if dead {
-            return Err(TransportError::PeerGone {
-                peer: peer.to_string(),
-                op,
-                detail: format!("process {pid} exited"),
-            });
-        }
-        Ok(())
-    }
-}
 
 fn closed(peer: &str, op: &'static str) -> TransportError {
     TransportError::PeerGone {

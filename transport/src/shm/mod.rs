@@ -11,11 +11,11 @@
 //! `process_vm_readv` (one copy), when the kernel allows it (checked at setup).
 //! A peer process that dies is noticed through a pidfd within 10 ms.
 
-mod cma;
+pub(crate) mod cma;
 mod endpoint;
 mod fifo;
 mod region;
-mod segment;
+pub(crate) mod segment;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,7 @@ pub use segment::{list_segments, sweep_stale_segments};
 use endpoint::Liveness;
 pub(crate) use endpoint::{Consumer, Producer};
 use fifo::Fifo;
-use region::Region;
+pub(crate) use region::Region;
 
 use crate::link::Link;
 use crate::wait::{AbortHandle, WaitPolicy};
@@ -110,7 +110,7 @@ pub fn connect(
     let name = segment::segment_name(prefix, peer, me);
     let fd = segment::create(&name, cfg.fifo.region_bytes())
         .map_err(|e| TransportError::io(peer_name, format!("creating shared memory {name}"), e))?;
-    let guard = UnlinkGuard(Some(name.clone()));
+    let guard = segment::UnlinkGuard::new(name.clone());
     let region = Region::map(std::os::fd::AsFd::as_fd(&fd), cfg.fifo.region_bytes())
         .map_err(|e| TransportError::io(peer_name, format!("mapping {name}"), e))?;
     drop(fd);
@@ -210,20 +210,7 @@ fn key(prefix: &str, from: usize, to: usize) -> String {
 }
 
 fn liveness(pid: i32) -> Liveness {
-    let pidfd = rustix::process::Pid::from_raw(pid)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    Liveness::Process { pid, pidfd }
-}
-
-/// Unlinks a segment name when dropped (setup errors included).
-struct UnlinkGuard(Option<String>);
-
-impl Drop for UnlinkGuard {
-    fn drop(&mut self) {
-        if let Some(name) = self.0.take() {
-            segment::unlink(&name);
-        }
-    }
+    crate::liveness::of_process(pid)
 }
 
 /// Connects ranks that are threads of one process with in-memory FIFOs (the same

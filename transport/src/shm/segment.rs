@@ -105,3 +105,21 @@ pub fn list_segments() -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Unlinks a segment name when dropped (setup errors included).
+pub(crate) struct UnlinkGuard(Option<String>);
+
+impl UnlinkGuard {
+    /// Guards `name`.
+    pub(crate) fn new(name: String) -> Self {
+        UnlinkGuard(Some(name))
+    }
+}
+
+impl Drop for UnlinkGuard {
+    fn drop(&mut self) {
+        if let Some(name) = self.0.take() {
+            unlink(&name);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! All-gather on windows, with equal or per-member lengths.
+
+use crate::{Addr, Exec, Result, at, bad, check, whole};
+
+/// Every member's `len` bytes of `input` land in every member's `output` at
+/// `m * len`.
+pub fn all_gather(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
+    let n = e.members();
+    let lens = vec![len; n];
+    let displs: Vec<usize> = (0..n).map(|m| m * len).collect();
+    all_gather_v(e, input, output, &lens, &displs)
+}
+
+/// Member `m`'s `lens[m]` bytes land in every member's `output` at `displs[m]`
+/// (`input` holds this member's `lens[index]` bytes). Every member passes the same
+/// `lens`. In rounds of up to a window buffer per member.
+pub fn all_gather_v(
+    e: &mut dyn Exec,
+    input: Addr,
+    output: Addr,
+    lens: &[usize],
+    displs: &[usize],
+) -> Result<()> {
+    const WHAT: &str = "all_gather";
+    let (n, me, elem) = (e.members(), e.index(), e.element_size());
+    if lens.len() != n || displs.len() != n {
+        return Err(bad(
+            WHAT,
+            format!(
+                "{} lengths and {} offsets for {n} members",
+                lens.len(),
+                displs.len()
+            ),
+        ));
+    }
+    for &l in lens {
+        check(e, WHAT, l)?;
+    }
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    if n == 1 {
+        if input != at(output, displs[0]) && lens[0] > 0 {
+            e.copy(at(output, displs[0]), input, lens[0])?;
+        }
+        return Ok(());
+    }
+    let step = whole(e.buffer_bytes(), elem);
+    let part = |l: usize, off: usize| l.saturating_sub(off).min(step);
+    let mut off = 0;
+    while off < longest {
+        crate::round(
+            e,
+            |e, b| {
+                let p = part(lens[me], off);
+                if p > 0 {
+                    let mine = e.buffer(me, b);
+                    e.copy(mine, at(input, off), p)?;
+                }
+                Ok(())
+            },
+            |e, b| {
+                for m in 0..n {
+                    let p = part(lens[m], off);
+                    if p > 0 {
+                        let src = e.buffer(m, b);
+                        e.copy(at(output, displs[m] + off), src, p)?;
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        off += step;
+    }
+    Ok(())
+}

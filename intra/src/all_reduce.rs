@@ -1,0 +1,82 @@
+//! All-reduce: one-shot (small buffers) and two-shot (large ones).
+
+use crate::{Addr, Addrs, Exec, Result, at, check, slice, whole};
+
+/// In rounds of up to a window buffer, every rank copies its piece into its window,
+/// then reduces every member's window itself, in rank order, into `output` (which may
+/// be `input`). One synchronisation per round; each rank reads `n * len` bytes, so
+/// this is the choice for small buffers, and for large ones on two ranks.
+pub fn all_reduce_one_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
+    check(e, "all_reduce (one-shot)", len)?;
+    let (n, me, elem) = (e.members(), e.index(), e.element_size());
+    if n == 1 {
+        if input != output && len > 0 {
+            e.copy(output, input, len)?;
+        }
+        return e.finalize(output, len);
+    }
+    let step = whole(e.buffer_bytes(), elem);
+    let mut off = 0;
+    while off < len {
+        let c = step.min(len - off);
+        crate::round(
+            e,
+            |e, b| {
+                let mine = e.buffer(me, b);
+                e.copy(mine, at(input, off), c)
+            },
+            |e, b| {
+                let srcs = Addrs::of(n, |m| e.buffer(m, b));
+                e.reduce(at(output, off), srcs.as_slice(), c)?;
+                e.finalize(at(output, off), c)
+            },
+        )?;
+        off += c;
+    }
+    Ok(())
+}
+
+/// Reduce-scatter then all-gather, in rounds of up to a window buffer: each rank
+/// copies the round's piece of `input` into its window, reduces its slice of the
+/// piece from every member's window (in rank order) into `output`, publishes the
+/// reduced slice in its window, and copies every other member's reduced slice into
+/// `output`. Each rank reads about `3 len` bytes whatever the number of ranks.
+pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
+    check(e, "all_reduce (two-shot)", len)?;
+    let (n, me, elem) = (e.members(), e.index(), e.element_size());
+    if n == 1 {
+        if input != output && len > 0 {
+            e.copy(output, input, len)?;
+        }
+        return e.finalize(output, len);
+    }
+    let step = whole(e.buffer_bytes(), elem);
+    let mut off = 0;
+    while off < len {
+        let c = step.min(len - off);
+        let (b, v) = e.begin_round();
+        let mine = e.buffer(me, b);
+        e.copy(mine, at(input, off), c)?;
+        e.post(v + 1)?;
+        e.wait_all(v + 1)?;
+        let s = slice(c, elem, n, me);
+        if !s.is_empty() {
+            let dst = at(output, off + s.start);
+            let srcs = Addrs::of(n, |m| at(e.buffer(m, b), s.start));
+            e.reduce(dst, srcs.as_slice(), s.len())?;
+            e.finalize(dst, s.len())?;
+            e.copy(at(mine, s.start), dst, s.len())?;
+        }
+        e.post(v + 2)?;
+        e.wait_all(v + 2)?;
+        for m in (0..n).filter(|&m| m != me) {
+            let s = slice(c, elem, n, m);
+            if !s.is_empty() {
+                let src = at(e.buffer(m, b), s.start);
+                e.copy(at(output, off + s.start), src, s.len())?;
+            }
+        }
+        off += c;
+    }
+    Ok(())
+}

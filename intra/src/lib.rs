@@ -1,0 +1,151 @@
+//! # tutti-intra
+//!
+//! Collectives among the ranks of one host, on registered windows that every local
+//! rank maps (see `tutti_transport::window`). Each algorithm is a few *rounds* of
+//! "write my part into my window, post, wait for every member, read the members'
+//! windows" (one file per collective, Gloo style):
+//!
+//! - [`all_reduce_one_shot`]: every rank copies its buffer into its window and
+//!   reduces all windows itself (one synchronisation; small buffers);
+//! - [`all_reduce_two_shot`]: reduce-scatter by slices read from every window, then
+//!   all-gather of the reduced slices, pipelined in window-sized rounds (large ones);
+//! - [`reduce_scatter`], [`all_gather`], [`broadcast`], [`reduce`], [`all_to_all`]
+//!   (uneven splits), [`gather`], [`scatter`] and [`barrier`].
+//!
+//! Reductions fold the members in rank order (`x0 op x1 op ... op xn-1`, left to
+//! right), so a float result has the same bits whatever the algorithm, the round size
+//! or the timing.
+//!
+//! The crate knows no dtypes and no devices: buffers are addresses ([`Addr`]) in the
+//! executor's memory, and an [`Exec`] copies, reduces and synchronises. tutti's host
+//! executor uses the CPU kernels and the window's counters; a device executor can
+//! enqueue copies, reduction kernels and stream-ordered flag writes and waits.
+//!
+//! **The round protocol.** Rounds alternate between the windows' two buffers. In every
+//! round a rank writes only its own buffer, posts, waits until every member posted,
+//! and only then reads the others' buffers; a rank writes a buffer again two rounds
+//! later, after it has seen every member post in the round between, which each does
+//! only after it finished reading. So no buffer is overwritten while being read, with
+//! no extra synchronisation.
+
+mod all_gather;
+mod all_reduce;
+mod all_to_all;
+mod barrier;
+mod broadcast;
+mod gather;
+mod reduce;
+mod reduce_scatter;
+
+pub use all_gather::{all_gather, all_gather_v};
+pub use all_reduce::{all_reduce_one_shot, all_reduce_two_shot};
+pub use all_to_all::{all_to_all, all_to_all_v};
+pub use barrier::barrier;
+pub use broadcast::broadcast;
+pub use gather::{gather_v, scatter_v};
+pub use reduce::reduce;
+pub use reduce_scatter::reduce_scatter;
+pub use tutti_transport::window::{Addr, Exec, HostExec};
+pub use tutti_transport::{Result, TransportError};
+
+/// Offsets an address.
+#[inline]
+pub fn at(base: Addr, offset: usize) -> Addr {
+    base + offset
+}
+
+/// The addresses of one place in every member's window, without allocating for up to
+/// 16 members.
+pub(crate) struct Addrs {
+    small: [Addr; 16],
+    big: Vec<Addr>,
+    n: usize,
+}
+
+impl Addrs {
+    pub(crate) fn of(n: usize, addr: impl Fn(usize) -> Addr) -> Addrs {
+        let mut a = Addrs {
+            small: [0; 16],
+            big: Vec::new(),
+            n,
+        };
+        if n <= 16 {
+            for (m, slot) in a.small.iter_mut().enumerate().take(n) {
+                *slot = addr(m);
+            }
+        } else {
+            a.big = (0..n).map(addr).collect();
+        }
+        a
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Addr] {
+        if self.n <= 16 {
+            &self.small[..self.n]
+        } else {
+            &self.big
+        }
+    }
+}
+
+/// Rounds of one synchronisation each, for the collectives that write once and read
+/// once per round: `write(e, buffer_of_mine)` then, after everyone posted,
+/// `read(e, b)`.
+pub(crate) fn round(
+    e: &mut dyn Exec,
+    write: impl FnOnce(&mut dyn Exec, usize) -> Result<()>,
+    read: impl FnOnce(&mut dyn Exec, usize) -> Result<()>,
+) -> Result<()> {
+    let (b, v) = e.begin_round();
+    write(e, b)?;
+    e.post(v + 1)?;
+    e.wait_all(v + 1)?;
+    read(e, b)
+}
+
+/// The byte range of member `i`'s slice when `len` bytes of `elem`-byte elements are
+/// split among `parts` members.
+pub(crate) fn slice(len: usize, elem: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    tutti_ring::segment(len, elem, parts, i)
+}
+
+/// Largest multiple of `elem` not above `bytes` (at least one element).
+pub(crate) fn whole(bytes: usize, elem: usize) -> usize {
+    (bytes / elem * elem).max(elem)
+}
+
+pub(crate) fn bad(what: &str, detail: String) -> TransportError {
+    TransportError::InvalidArgument(format!("{what}: {detail}"))
+}
+
+/// Checks the executor's geometry for a collective on `len` bytes.
+pub(crate) fn check(e: &dyn Exec, what: &str, len: usize) -> Result<()> {
+    let elem = e.element_size();
+    if elem == 0 || !len.is_multiple_of(elem) {
+        return Err(bad(
+            what,
+            format!("{len} bytes is not a whole number of {elem}-byte elements"),
+        ));
+    }
+    if e.index() >= e.members() {
+        return Err(bad(
+            what,
+            format!(
+                "member {} is outside a window set of {}",
+                e.index(),
+                e.members()
+            ),
+        ));
+    }
+    if e.buffer_bytes() < e.members() * elem {
+        return Err(bad(
+            what,
+            format!(
+                "window buffers of {} bytes cannot hold one {elem}-byte element per member ({})",
+                e.buffer_bytes(),
+                e.members()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! [`Exec`]: what the same-host algorithms (crate `tutti-intra`) need from the windows
+//! and from whatever moves and reduces the bytes, and [`HostExec`], the executor for
+//! host memory (memcpy, the caller's CPU reduction, the window's counters).
+
+use std::sync::atomic::Ordering;
+
+use super::Window;
+use crate::{ByteReducer, Deadline, Result, TransportError};
+
+/// An address in the executor's memory (a host pointer, or a device pointer).
+pub type Addr = usize;
+
+/// What an algorithm needs from the ranks' windows and the executor.
+///
+/// Addresses never overlap unless a method says so; lengths are in bytes and whole
+/// elements.
+pub trait Exec {
+    /// Number of members (ranks on this host in the group).
+    fn members(&self) -> usize;
+    /// This rank's member index.
+    fn index(&self) -> usize;
+    /// Size of one element of the data (transfers split on element boundaries).
+    fn element_size(&self) -> usize;
+    /// Bytes of each window buffer.
+    fn buffer_bytes(&self) -> usize;
+    /// Starts a round: returns the buffer it uses (0 or 1) and the counter value the
+    /// round's posts build on.
+    fn begin_round(&mut self) -> (usize, u64);
+    /// The address of buffer `b` of member `m`'s window.
+    fn buffer(&self, m: usize, b: usize) -> Addr;
+    /// `dst[..len] = src[..len]`.
+    fn copy(&mut self, dst: Addr, src: Addr, len: usize) -> Result<()>;
+    /// `dst[..len] = srcs[0] op srcs[1] op ... op srcs[k-1]`, folded left to right.
+    fn reduce(&mut self, dst: Addr, srcs: &[Addr], len: usize) -> Result<()>;
+    /// The op's final step on reduced data (Avg's division, PreMulSum's scaling).
+    fn finalize(&mut self, dst: Addr, len: usize) -> Result<()>;
+    /// Publishes this rank's counter value.
+    fn post(&mut self, value: u64) -> Result<()>;
+    /// Waits until every member's counter reached `value`.
+    fn wait_all(&mut self, value: u64) -> Result<()>;
+}
+
+/// Bytes folded per block by [`HostExec::reduce`]: the accumulator stays in L1 while
+/// every source streams through it.
+const FOLD_BLOCK: usize = 16 << 10;
+
+/// The host executor: the window's buffers are host memory mapped in this process,
+/// copies are `memcpy`, reductions the caller's [`ByteReducer`], synchronisation the
+/// window's counters under `deadline`.
+pub struct HostExec<'a> {
+    window: &'a Window,
+    reducer: Option<&'a dyn ByteReducer>,
+    elem: usize,
+    deadline: Deadline,
+    op: &'static str,
+}
+
+impl<'a> HostExec<'a> {
+    /// An executor for operation `op` (named in errors) on `elem`-byte elements,
+    /// reducing with `reducer` (`None` for collectives that do not reduce).
+    pub fn new(
+        window: &'a Window,
+        reducer: Option<&'a dyn ByteReducer>,
+        elem: usize,
+        deadline: Deadline,
+        op: &'static str,
+    ) -> Self {
+        HostExec {
+            window,
+            reducer,
+            elem: reducer.map_or(elem, |r| r.element_size()),
+            deadline,
+            op,
+        }
+    }
+
+    fn reducer(&self) -> Result<&'a dyn ByteReducer> {
+        self.reducer.ok_or_else(|| {
+            TransportError::InvalidArgument(format!("{}: reduction without a reducer", self.op))
+        })
+    }
+
+    fn local_error(&self, detail: String) -> TransportError {
+        TransportError::Reduce {
+            peer: format!("{} (local)", self.window.peer_name(self.window.index())),
+            detail,
+        }
+    }
+}
+
+fn overlaps(a: usize, b: usize, len: usize) -> bool {
+    a < b + len && b < a + len
+}
+
+impl Exec for HostExec<'_> {
+    fn members(&self) -> usize {
+        self.window.members()
+    }
+
+    fn index(&self) -> usize {
+        self.window.index()
+    }
+
+    fn element_size(&self) -> usize {
+        self.elem
+    }
+
+    fn buffer_bytes(&self) -> usize {
+        self.window.data_bytes()
+    }
+
+    fn begin_round(&mut self) -> (usize, u64) {
+        let r = self.window.rounds.fetch_add(1, Ordering::Relaxed);
+        ((r % 2) as usize, self.window.posted())
+    }
+
+    fn buffer(&self, m: usize, b: usize) -> Addr {
+        self.window.data(m, b) as Addr
+    }
+
+    fn copy(&mut self, dst: Addr, src: Addr, len: usize) -> Result<()> {
+        if len == 0 || dst == src {
+            return Ok(());
+        }
+        if overlaps(dst, src, len) {
+            return Err(TransportError::InvalidArgument(format!(
+                "{}: overlapping copy of {len} bytes",
+                self.op
+            )));
+        }
+        // SAFETY: the algorithms hand in `len`-byte ranges of the caller's buffers
+        // and of mapped windows, valid for the call, not overlapping (checked); the
+        // round protocol guarantees no one else writes them meanwhile.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len) };
+        Ok(())
+    }
+
+    fn reduce(&mut self, dst: Addr, srcs: &[Addr], len: usize) -> Result<()> {
+        let reducer = self.reducer()?;
+        match srcs {
+            [] => {
+                return Err(TransportError::InvalidArgument(format!(
+                    "{}: reduction of no sources",
+                    self.op
+                )));
+            }
+            [one] => return self.copy(dst, *one, len),
+            _ => {}
+        }
+        if srcs.iter().any(|&s| overlaps(dst, s, len)) {
+            return Err(TransportError::InvalidArgument(format!(
+                "{}: reduction destination overlaps a source",
+                self.op
+            )));
+        }
+        let block = FOLD_BLOCK / self.elem.max(1) * self.elem.max(1);
+        let mut off = 0;
+        while off < len {
+            let l = block.min(len - off);
+            // SAFETY: as in `copy`: valid, non-overlapping (checked) ranges that no
+            // one else writes during the call.
+            let (d, a, b) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut((dst + off) as *mut u8, l),
+                    std::slice::from_raw_parts((srcs[0] + off) as *const u8, l),
+                    std::slice::from_raw_parts((srcs[1] + off) as *const u8, l),
+                )
+            };
+            reducer.reduce(d, a, b).map_err(|e| self.local_error(e))?;
+            for &s in &srcs[2..] {
+                // SAFETY: as above.
+                let s = unsafe { std::slice::from_raw_parts((s + off) as *const u8, l) };
+                reducer
+                    .reduce_inplace(d, s)
+                    .map_err(|e| self.local_error(e))?;
+            }
+            off += l;
+        }
+        Ok(())
+    }
+
+    fn finalize(&mut self, dst: Addr, len: usize) -> Result<()> {
+        let Some(reducer) = self.reducer else {
+            return Ok(());
+        };
+        if len == 0 {
+            return Ok(());
+        }
+        // SAFETY: as in `copy`.
+        let d = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, len) };
+        reducer.finalize(d).map_err(|e| self.local_error(e))
+    }
+
+    fn post(&mut self, value: u64) -> Result<()> {
+        self.window.post(value);
+        Ok(())
+    }
+
+    fn wait_all(&mut self, value: u64) -> Result<()> {
+        self.window.wait_all(value, self.deadline, self.op)
+    }
+}
