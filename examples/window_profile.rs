@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tutti::cpu::Reducer;
 use tutti::intra::{self, Addr, Exec};
 use tutti::transport::window::{HostExec, WindowConfig, WindowHub};
-use tutti::transport::{ByteReducer, Deadline};
+use tutti::transport::{ByteReducer, Deadline, ReduceError};
 use tutti::{DataType, ReduceOp};
 
 /// Times the executor's steps.
@@ -69,11 +69,11 @@ impl ByteReducer for R {
     fn element_size(&self) -> usize {
         4
     }
-    fn reduce_inplace(&self, d: &mut [u8], s: &[u8]) -> Result<(), String> {
-        self.0.reduce_inplace(d, s).map_err(|e| e.to_string())
+    fn reduce_inplace(&self, d: &mut [u8], s: &[u8]) -> Result<(), ReduceError> {
+        ByteReducer::reduce_inplace(&self.0, d, s)
     }
-    fn reduce(&self, d: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
-        self.0.reduce(d, a, b).map_err(|e| e.to_string())
+    fn reduce(&self, d: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
+        ByteReducer::reduce(&self.0, d, a, b)
     }
 }
 

@@ -72,6 +72,11 @@ fn ring_shift(g: &ProcessGroup, len: usize) {
     g.recv(&mut buf, prev, 1).unwrap();
     s.wait().unwrap();
     assert!(buf == msg(prev, r, 1, len), "rank {r}: ring shift data");
+    // The same shift with the blocking sendrecv (both in flight together).
+    let mut buf = vec![0f32; len];
+    g.sendrecv(&msg(r, next, 2, len), next, &mut buf, prev, 2)
+        .unwrap();
+    assert!(buf == msg(prev, r, 2, len), "rank {r}: sendrecv shift data");
 }
 
 fn all_pairs_batch(g: &ProcessGroup, len: usize) {

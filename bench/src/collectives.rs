@@ -266,28 +266,15 @@ fn send_recv<T: BenchElem>(
         }
         return Ok(());
     }
+    // As nccl-tests: the send and the receive in flight together (one group).
     let (dst, src) = ((r + 1) % n, (r + n - 1) % n);
-    let send_first = r % 2 == 0;
-    match (in_place, send_first) {
-        (false, true) => {
-            pg.send(&b.send[..c], dst, TAG)?;
-            pg.recv(&mut b.recv[..c], src, TAG)
-        }
-        (false, false) => {
-            pg.recv(&mut b.recv[..c], src, TAG)?;
-            pg.send(&b.send[..c], dst, TAG)
-        }
-        (true, true) => {
-            pg.send(&b.recv[..c], dst, TAG)?;
-            pg.recv(&mut b.recv[..c], src, TAG)
-        }
-        (true, false) => {
-            // Receive into the scratch buffer, send ours, then swap them.
-            pg.recv(&mut b.scratch[..c], src, TAG)?;
-            pg.send(&b.recv[..c], dst, TAG)?;
-            std::mem::swap(&mut b.recv, &mut b.scratch);
-            Ok(())
-        }
+    if in_place {
+        // Receive into the scratch buffer while ours leaves, then swap them.
+        pg.sendrecv(&b.recv[..c], dst, &mut b.scratch[..c], src, TAG)?;
+        std::mem::swap(&mut b.recv, &mut b.scratch);
+        Ok(())
+    } else {
+        pg.sendrecv(&b.send[..c], dst, &mut b.recv[..c], src, TAG)
     }
 }
 

@@ -45,10 +45,10 @@ pub fn all_reduce_direct(
             if p == 0 {
                 acc.copy_from_slice(buf);
             } else {
-                reducer.reduce_inplace(acc, buf).map_err(|detail| {
+                reducer.reduce_inplace(acc, buf).map_err(|source| {
                     tutti_transport::TransportError::Reduce {
                         peer: format!("rank {me} (local)"),
-                        detail,
+                        source,
                     }
                 })?;
             }

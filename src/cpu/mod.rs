@@ -30,6 +30,7 @@ use combine::{BAnd, BOr, BXor, Combine, Max, Min, Prod, Sum};
 use scale::Scale;
 use simd::Kernel;
 pub use simd::{SimdLevel, detected_simd_level, simd_level};
+use tutti_transport::ReduceError;
 
 /// `dst[i] = dst[i] op src[i]` for every `i` (the `Sum` step for `Avg`/`PreMulSum`).
 ///
@@ -140,11 +141,29 @@ impl tutti_transport::ByteReducer for Reducer {
     fn element_size(&self) -> usize {
         self.dtype.size()
     }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), String> {
-        Reducer::reduce_inplace(self, dst, src).map_err(|e| e.to_string())
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), ReduceError> {
+        Reducer::reduce_inplace(self, dst, src).map_err(reduce_error)
     }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), String> {
-        Reducer::reduce(self, dst, a, b).map_err(|e| e.to_string())
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), ReduceError> {
+        Reducer::reduce(self, dst, a, b).map_err(reduce_error)
+    }
+}
+
+/// The kernels' typed error as the transports' [`ReduceError`]: length and element
+/// errors by their variants, anything else kept as the source.
+pub(crate) fn reduce_error(e: Error) -> ReduceError {
+    match e {
+        Error::LengthMismatch {
+            expected, actual, ..
+        } => ReduceError::LengthMismatch {
+            dst: expected,
+            src: actual,
+        },
+        Error::PartialElement { len, size, .. } => ReduceError::PartialElement {
+            len,
+            element_size: size,
+        },
+        e => ReduceError::Kernel(Box::new(e)),
     }
 }
 

@@ -6,7 +6,7 @@
 use tutti_intra as intra;
 use tutti_ring::Schedule;
 use tutti_transport::window::{Addr, HostExec, Window};
-use tutti_transport::{ByteReducer, Deadline, TransportError};
+use tutti_transport::{ByteReducer, Deadline, ReduceError, TransportError};
 
 use super::ProcessGroup;
 use super::check::Desc;
@@ -38,16 +38,16 @@ impl ByteReducer for HostReducer {
     fn element_size(&self) -> usize {
         ByteReducer::element_size(&self.reducer)
     }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), String> {
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> std::result::Result<(), ReduceError> {
         ByteReducer::reduce_inplace(&self.reducer, dst, src)
     }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), String> {
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), ReduceError> {
         ByteReducer::reduce(&self.reducer, dst, a, b)
     }
-    fn finalize(&self, dst: &mut [u8]) -> std::result::Result<(), String> {
+    fn finalize(&self, dst: &mut [u8]) -> std::result::Result<(), ReduceError> {
         self.reducer
             .finalize(dst, self.size)
-            .map_err(|e| e.to_string())
+            .map_err(crate::cpu::reduce_error)
     }
 }
 

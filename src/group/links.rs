@@ -7,7 +7,8 @@ use std::time::Duration;
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti_transport::{
-    AbortHandle, Deadline, Injected, Link, Links, RecvHalf, Rendezvous, SendHalf, TransportError,
+    AbortHandle, Deadline, Injected, Link, Links, RecvHalf, Rendezvous, RendezvousError, SendHalf,
+    TransportError,
 };
 
 use super::options::TransportChoice;
@@ -19,22 +20,34 @@ use tutti_transport::faulty::{FaultPlan, FaultySend};
 pub struct StoreRendezvous<'a>(pub &'a dyn Store);
 
 impl Rendezvous for StoreRendezvous<'_> {
-    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.0.set(key, value).map_err(|e| e.to_string())
+    fn publish(&self, key: &str, value: &[u8]) -> Result<(), RendezvousError> {
+        self.0.set(key, value).map_err(|e| store_error(key, e))
     }
 
-    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
+    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, RendezvousError> {
         let timeout = match deadline.remaining() {
             None => Duration::ZERO,
             Some(r) if r.is_zero() => {
-                return Err(format!("deadline passed before key {key:?} appeared"));
+                return Err(RendezvousError::Timeout { key: key.into() });
             }
             Some(r) => r,
         };
         self.0
             .wait(&[key], Some(timeout))
-            .map_err(|e| e.to_string())?;
-        self.0.get(key).map_err(|e| e.to_string())
+            .map_err(|e| store_error(key, e))?;
+        self.0.get(key).map_err(|e| store_error(key, e))
+    }
+}
+
+/// A store's timeout is the rendezvous' timeout; any other failure is kept as the
+/// source.
+fn store_error(key: &str, e: crate::store::StoreError) -> RendezvousError {
+    match e {
+        crate::store::StoreError::Timeout { .. } => RendezvousError::Timeout { key: key.into() },
+        e => RendezvousError::Store {
+            key: key.into(),
+            source: Box::new(e),
+        },
     }
 }
 

@@ -161,6 +161,35 @@ impl ProcessGroup {
             .map_err(|e| rep.error(e))
     }
 
+    /// Sends `send` to `dst` and receives `recv` from `src` (same `tag`), the two in
+    /// flight together: MPI's `Sendrecv`, nccl-tests' sendrecv (a send and a receive
+    /// inside one group). A ring shift (`dst = rank + 1`, `src = rank - 1`) or a
+    /// pairwise exchange of any size cannot deadlock.
+    pub fn sendrecv<T: Element>(
+        &self,
+        send: &[T],
+        dst: usize,
+        recv: &mut [T],
+        src: usize,
+        tag: u32,
+    ) -> Result<()> {
+        self.check_peer("sendrecv (send)", dst)?;
+        self.check_peer("sendrecv (recv)", src)?;
+        let rep = self.reporter("sendrecv")?;
+        self.inner
+            .engine
+            .sendrecv(
+                dst,
+                bytemuck::cast_slice(send),
+                Some(src),
+                bytemuck::cast_slice_mut(recv),
+                tag,
+                self.deadline(),
+            )
+            .map(|_| ())
+            .map_err(|e| rep.error(e))
+    }
+
     /// Receives into `buf` the next message with `tag` from any rank (torch's
     /// `src=None`); returns the sender's rank.
     pub fn recv_any<T: Element>(&self, buf: &mut [T], tag: u32) -> Result<usize> {

@@ -20,9 +20,9 @@ pub(crate) fn all_reduce(
             "all_reduce on a small-message line: {len} bytes exceed {LINE_PAYLOAD}"
         )));
     }
-    let local = |detail| TransportError::Reduce {
+    let local = |source| TransportError::Reduce {
         peer: format!("{} (local)", w.peer_name(w.index())),
-        detail,
+        source,
     };
     let mut mine = [0u8; LINE_PAYLOAD];
     mine[..len].copy_from_slice(input.unwrap_or(buf));

@@ -11,7 +11,24 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use tutti_ring::Schedule;
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
-use tutti_transport::{ByteReducer, Deadline, Link, Rendezvous};
+use tutti_transport::{ByteReducer, Deadline, Link, ReduceError, Rendezvous, RendezvousError};
+
+/// The reducers' argument check: equal lengths of whole 4-byte elements.
+fn check_lengths(dst: &[u8], src: &[u8]) -> Result<(), ReduceError> {
+    if dst.len() != src.len() {
+        return Err(ReduceError::LengthMismatch {
+            dst: dst.len(),
+            src: src.len(),
+        });
+    }
+    if !dst.len().is_multiple_of(4) {
+        return Err(ReduceError::PartialElement {
+            len: dst.len(),
+            element_size: 4,
+        });
+    }
+    Ok(())
+}
 
 /// Wrapping u32 addition (the reducer tutti passes for u32 Sum).
 pub struct AddU32;
@@ -20,10 +37,8 @@ impl ByteReducer for AddU32 {
     fn element_size(&self) -> usize {
         4
     }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String> {
-        if dst.len() != src.len() || !dst.len().is_multiple_of(4) {
-            return Err(format!("lengths {} and {}", dst.len(), src.len()));
-        }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        check_lengths(dst, src)?;
         for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
             let v = u32::from_ne_bytes(d.try_into().unwrap())
                 .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
@@ -31,7 +46,7 @@ impl ByteReducer for AddU32 {
         }
         Ok(())
     }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
         dst.copy_from_slice(a);
         self.reduce_inplace(dst, b)
     }
@@ -48,10 +63,8 @@ impl ByteReducer for AddF32 {
     fn element_size(&self) -> usize {
         4
     }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String> {
-        if dst.len() != src.len() || !dst.len().is_multiple_of(4) {
-            return Err(format!("lengths {} and {}", dst.len(), src.len()));
-        }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        check_lengths(dst, src)?;
         for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
             let v = f32::from_ne_bytes(d.try_into().unwrap())
                 + f32::from_ne_bytes(s.try_into().unwrap());
@@ -59,11 +72,11 @@ impl ByteReducer for AddF32 {
         }
         Ok(())
     }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
         dst.copy_from_slice(a);
         self.reduce_inplace(dst, b)
     }
-    fn finalize(&self, dst: &mut [u8]) -> Result<(), String> {
+    fn finalize(&self, dst: &mut [u8]) -> Result<(), ReduceError> {
         if self.divide_by != 1.0 {
             for d in dst.chunks_exact_mut(4) {
                 let v = f32::from_ne_bytes((&*d).try_into().unwrap()) / self.divide_by;
@@ -126,7 +139,7 @@ pub struct Board {
 }
 
 impl Rendezvous for Board {
-    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    fn publish(&self, key: &str, value: &[u8]) -> Result<(), RendezvousError> {
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -134,14 +147,14 @@ impl Rendezvous for Board {
         self.cv.notify_all();
         Ok(())
     }
-    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
+    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, RendezvousError> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(v) = m.get(key) {
                 return Ok(v.clone());
             }
             if deadline.expired() {
-                return Err(format!("timeout waiting for {key}"));
+                return Err(RendezvousError::Timeout { key: key.into() });
             }
             m = self
                 .cv

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::{ReduceError, RendezvousError};
+
 /// Errors from links and their setup.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -68,12 +70,35 @@ pub enum TransportError {
     },
 
     /// The reducer rejected the data (see [`ByteReducer`](crate::ByteReducer)).
-    #[error("reduction of data from peer {peer} failed: {detail}")]
+    #[error("reduction of data from peer {peer} failed: {source}")]
     Reduce {
         /// The peer (rank, host, pid).
         peer: String,
-        /// The reducer's message.
-        detail: String,
+        /// Why the reducer refused.
+        #[source]
+        source: ReduceError,
+    },
+
+    /// A FIFO or window geometry that cannot be used, or that differs between ranks.
+    #[error("link setup with peer {peer} failed: {source}")]
+    Geometry {
+        /// The peer (rank, host, pid), or this rank for its own configuration.
+        peer: String,
+        /// What is wrong with it (boxed: rare, and keeps every error small).
+        #[source]
+        source: Box<GeometryError>,
+    },
+
+    /// The rendezvous exchange of connection details failed during setup.
+    #[error("link setup with peer {peer} failed while {step}: {source}")]
+    Rendezvous {
+        /// The peer (rank, host, pid).
+        peer: String,
+        /// What was being exchanged.
+        step: &'static str,
+        /// Why it failed (boxed: it is rare, and keeps every error small).
+        #[source]
+        source: Box<RendezvousError>,
     },
 
     /// A call's arguments do not fit the link (a chunk larger than a slot, a receive
@@ -124,4 +149,48 @@ impl TransportError {
             source,
         }
     }
+}
+
+/// A FIFO or window geometry that cannot be used, or that differs between ranks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GeometryError {
+    /// A size or count outside what the structure supports.
+    #[error("{what} must be {rule}, got {got}")]
+    OutOfRange {
+        /// The setting (e.g. "window data size").
+        what: &'static str,
+        /// What it must be.
+        rule: &'static str,
+        /// What it was.
+        got: u64,
+    },
+    /// A peer's segment is smaller than its header or geometry needs.
+    #[error("segment of {len} bytes is too small for a {what} (needs {needed})")]
+    TooSmall {
+        /// "FIFO" or "window".
+        what: &'static str,
+        /// The segment's length.
+        len: usize,
+        /// The bytes it needs.
+        needed: usize,
+    },
+    /// A peer's segment does not start with an initialised header.
+    #[error("segment is not an initialised tutti {what} (bad magic)")]
+    BadMagic {
+        /// "FIFO" or "window".
+        what: &'static str,
+    },
+    /// The ranks were configured differently.
+    #[error("{what} geometry differs between ranks: peer {peer}, here {here} ({hint})")]
+    Differs {
+        /// Which geometry and the order of its fields.
+        what: &'static str,
+        /// The peer's values.
+        peer: String,
+        /// This rank's values.
+        here: String,
+        /// The settings that must agree.
+        hint: &'static str,
+    },
 }

@@ -38,8 +38,8 @@ mod wait;
 pub mod window;
 
 pub use deadline::Deadline;
-pub use error::{Result, TransportError};
+pub use error::{GeometryError, Result, TransportError};
 pub use link::{Injected, Link, Links, Message, RecvHalf, RemoteRead, SendHalf};
-pub use reducer::ByteReducer;
-pub use rendezvous::Rendezvous;
+pub use reducer::{ByteReducer, ReduceError};
+pub use rendezvous::{Rendezvous, RendezvousError};
 pub use wait::{AbortHandle, WaitBudget, WaitPolicy, cores, wake_latency};

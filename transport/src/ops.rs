@@ -8,7 +8,7 @@
 //! every link's `max_message` is a multiple of 16 bytes, so clamping keeps that.
 
 use crate::link::{Message, RecvHalf, SendHalf};
-use crate::{ByteReducer, Deadline, Result, TransportError};
+use crate::{ByteReducer, Deadline, ReduceError, Result, TransportError};
 
 /// Staging size for payloads read from a remote (single-copy) message before they are
 /// reduced or forwarded: small enough to stay in cache.
@@ -36,7 +36,7 @@ pub fn send(tx: &mut dyn SendHalf, data: &[u8], chunk: usize, deadline: Deadline
 enum Fault {
     TooLong { got: usize, room: usize },
     Empty,
-    Reduce(String),
+    Reduce(ReduceError),
     Transport(TransportError),
 }
 
@@ -59,9 +59,9 @@ impl Fault {
                 peer: peer.to_string(),
                 detail: "received an empty message inside a transfer".into(),
             },
-            Fault::Reduce(detail) => TransportError::Reduce {
+            Fault::Reduce(source) => TransportError::Reduce {
                 peer: peer.to_string(),
-                detail,
+                source,
             },
             Fault::Transport(e) => e,
         }

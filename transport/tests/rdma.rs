@@ -4,74 +4,17 @@
 //! turns the skip into a failure.
 #![cfg(feature = "rdma")]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use tutti_testkit::{AddU32, Board, random_bytes as random};
 use tutti_transport::rdma::{self, RdmaConfig, RdmaEndpoint};
 use tutti_transport::{ByteReducer, Deadline, Link, Rendezvous, TransportError, ops};
-
-/// A rendezvous between threads of this test (as in `threads.rs`).
-#[derive(Default)]
-struct Board {
-    map: Mutex<HashMap<String, Vec<u8>>>,
-    cv: Condvar,
-}
-
-impl Rendezvous for Board {
-    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.map.lock().unwrap().insert(key.into(), value.into());
-        self.cv.notify_all();
-        Ok(())
-    }
-    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
-        let mut m = self.map.lock().unwrap();
-        loop {
-            if let Some(v) = m.get(key) {
-                return Ok(v.clone());
-            }
-            if deadline.expired() {
-                return Err(format!("timeout waiting for {key}"));
-            }
-            m = self
-                .cv
-                .wait_timeout(m, Duration::from_millis(10))
-                .unwrap()
-                .0;
-        }
-    }
-}
-
-/// Wrapping u32 addition.
-struct AddU32;
-impl ByteReducer for AddU32 {
-    fn element_size(&self) -> usize {
-        4
-    }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String> {
-        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-            let v = u32::from_ne_bytes(d.try_into().unwrap())
-                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
-            d.copy_from_slice(&v.to_ne_bytes());
-        }
-        Ok(())
-    }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
-        dst.copy_from_slice(a);
-        self.reduce_inplace(dst, b)
-    }
-}
 
 fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut d = a.to_vec();
     AddU32.reduce_inplace(&mut d, b).unwrap();
     d
-}
-
-fn random(n: usize, seed: u64) -> Vec<u8> {
-    let mut r = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| r.random()).collect()
 }
 
 fn deadline() -> Deadline {

@@ -3,75 +3,18 @@
 //! tests with real stores live in the workspace's `tests/`.)
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use tutti_testkit::{AddU32, Board, random_bytes as random};
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
-use tutti_transport::{ByteReducer, Deadline, Link, Rendezvous, TransportError, ops};
-
-/// A rendezvous between threads of this test (the transport crate cannot depend on
-/// tutti's stores; the workspace tests use those).
-#[derive(Default)]
-struct Board {
-    map: Mutex<HashMap<String, Vec<u8>>>,
-    cv: Condvar,
-}
-
-impl Rendezvous for Board {
-    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.map.lock().unwrap().insert(key.into(), value.into());
-        self.cv.notify_all();
-        Ok(())
-    }
-    fn lookup(&self, key: &str, deadline: Deadline) -> Result<Vec<u8>, String> {
-        let mut m = self.map.lock().unwrap();
-        loop {
-            if let Some(v) = m.get(key) {
-                return Ok(v.clone());
-            }
-            if deadline.expired() {
-                return Err(format!("timeout waiting for {key}"));
-            }
-            m = self
-                .cv
-                .wait_timeout(m, Duration::from_millis(10))
-                .unwrap()
-                .0;
-        }
-    }
-}
-
-/// Wrapping u32 addition.
-struct AddU32;
-impl ByteReducer for AddU32 {
-    fn element_size(&self) -> usize {
-        4
-    }
-    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), String> {
-        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-            let v = u32::from_ne_bytes(d.try_into().unwrap())
-                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
-            d.copy_from_slice(&v.to_ne_bytes());
-        }
-        Ok(())
-    }
-    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), String> {
-        dst.copy_from_slice(a);
-        self.reduce_inplace(dst, b)
-    }
-}
+use tutti_transport::{ByteReducer, Deadline, Link, TransportError, ops};
 
 fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut d = a.to_vec();
     AddU32.reduce_inplace(&mut d, b).unwrap();
     d
-}
-
-fn random(n: usize, seed: u64) -> Vec<u8> {
-    let mut r = StdRng::seed_from_u64(seed);
-    (0..n).map(|_| r.random()).collect()
 }
 
 fn deadline() -> Deadline {
@@ -376,4 +319,78 @@ fn tcp_peer_dropping_its_link_is_peer_gone_at_once() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// Setup failures come back as typed errors a caller can match on: a geometry that
+/// differs between ranks, a setting out of range, a rendezvous key nobody publishes.
+#[test]
+fn setup_errors_are_typed() {
+    use tutti_transport::window::{WindowConfig, WindowHub};
+    use tutti_transport::{GeometryError, RendezvousError};
+
+    let hub = WindowHub::new();
+    let names: Arc<Vec<String>> = Arc::new(vec!["rank 0".into(), "rank 1".into()]);
+    let joins: Vec<_> = (0..2)
+        .map(|r| {
+            let (hub, names) = (hub.clone(), names.clone());
+            std::thread::spawn(move || {
+                let mut cfg = WindowConfig::from_env(2);
+                cfg.data_bytes = if r == 0 { 64 << 10 } else { 128 << 10 };
+                hub.join("typed", r, &names, &cfg, deadline()).map(|_| ())
+            })
+        })
+        .collect();
+    for j in joins {
+        match j.join().unwrap() {
+            Err(TransportError::Geometry { source, .. }) => {
+                assert!(matches!(*source, GeometryError::Differs { .. }), "{source}")
+            }
+            other => panic!("expected a geometry error, got {other:?}"),
+        }
+    }
+
+    let mut cfg = WindowConfig::from_env(1);
+    cfg.data_bytes = 1000;
+    let names = vec!["rank 0".to_string()];
+    match WindowHub::new().join("bad", 0, &names, &cfg, deadline()) {
+        Err(TransportError::Geometry { source, .. }) => match *source {
+            GeometryError::OutOfRange { got, .. } => assert_eq!(got, 1000),
+            other => panic!("expected out of range, got {other:?}"),
+        },
+        other => panic!("expected a geometry error, got {:?}", other.map(|_| ())),
+    }
+
+    // Rank 0 waits for rank 1's address, which never comes.
+    let board = Board::default();
+    let mut ep =
+        TcpEndpoint::bind_addr(TcpConfig::from_env(2), 0, "typed", [127, 0, 0, 1].into()).unwrap();
+    let short = Deadline::after(Duration::from_millis(50));
+    match ep.connect(&board, 1, "rank 1", short) {
+        Err(TransportError::Rendezvous { source, .. }) => {
+            assert!(
+                matches!(*source, RendezvousError::Timeout { .. }),
+                "{source}"
+            )
+        }
+        other => panic!("expected a rendezvous timeout, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// A reducer's refusal reaches the caller as `TransportError::Reduce` with the typed
+/// reason.
+#[test]
+fn reduce_errors_are_typed() {
+    use tutti_transport::ReduceError;
+    let mut d = vec![0u8; 8];
+    match AddU32.reduce_inplace(&mut d, &[0u8; 4]) {
+        Err(ReduceError::LengthMismatch { dst: 8, src: 4 }) => {}
+        other => panic!("expected a length mismatch, got {other:?}"),
+    }
+    match AddU32.reduce_inplace(&mut d[..6], &[0u8; 6]) {
+        Err(ReduceError::PartialElement {
+            len: 6,
+            element_size: 4,
+        }) => {}
+        other => panic!("expected a partial element, got {other:?}"),
+    }
 }

@@ -261,6 +261,51 @@ impl Engine {
         )
     }
 
+    /// Sends `data` to `dst` and receives into `buf` from `src` (`None`: any peer),
+    /// both with `tag`, the two in flight together (MPI's `Sendrecv`: a ring shift or
+    /// an exchange cannot deadlock whatever the sizes). Returns the rank the message
+    /// came from; the first error of the two otherwise (both have completed by then:
+    /// neither buffer is used after this returns).
+    pub fn sendrecv(
+        &self,
+        dst: usize,
+        data: &[u8],
+        src: Option<usize>,
+        buf: &mut [u8],
+        tag: u32,
+        deadline: Deadline,
+    ) -> Result<usize> {
+        let (sent, got) = (Arc::new(Done::default()), Arc::new(Done::default()));
+        let out = state::BorrowedOut {
+            ptr: data.as_ptr(),
+            len: data.len(),
+            done: sent.clone(),
+        };
+        let inc = state::BorrowedIn {
+            ptr: buf.as_mut_ptr(),
+            len: buf.len(),
+            done: got.clone(),
+        };
+        let sh = &self.shared;
+        sh.drivers.fetch_add(1, Ordering::AcqRel);
+        let finished = {
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.post_recv(src, tag, Box::new(inc), deadline, sh);
+            st.post_send(dst, tag, Box::new(out), deadline, sh);
+            st.progress(sh);
+            st.take_finished()
+        };
+        run(sh, finished);
+        let both = || sent.is_done() && got.is_done();
+        if !both() {
+            drive_loop(sh, &both, None);
+        }
+        self.stop_driving();
+        let (s, r) = (sent.take(), got.take());
+        s?;
+        r
+    }
+
     /// Posts several operations at once (one lock), so that none of them can be seen
     /// by the peers before the others are posted.
     pub fn batch(&self, f: impl FnOnce(&mut Batch<'_>)) {

@@ -99,6 +99,11 @@ impl RdmaEndpoint {
             peer: peer_name.to_string(),
             detail,
         };
+        let rendezvous = |step, source| TransportError::Rendezvous {
+            peer: peer_name.to_string(),
+            step,
+            source: Box::new(source),
+        };
         let slots = self.cfg.slots;
         let slot_size = self.cfg.slot_size;
         let max_wr = if self.sel.max_qp_wr == 0 {
@@ -166,10 +171,10 @@ impl RdmaEndpoint {
             .map_err(|e| setup(format!("posting {slots} receives: {e}")))?;
 
         rdv.publish(&self.key(self.me, peer), &mine.encode())
-            .map_err(|e| setup(format!("publishing the RDMA handshake: {e}")))?;
+            .map_err(|source| rendezvous("publishing the RDMA handshake", source))?;
         let raw = rdv
             .lookup(&self.key(peer, self.me), deadline)
-            .map_err(|e| setup(format!("waiting for the peer's RDMA handshake: {e}")))?;
+            .map_err(|source| rendezvous("waiting for the peer's RDMA handshake", source))?;
         let theirs = Handshake::decode(&raw)
             .map_err(|e| setup(format!("the peer published a bad RDMA handshake: {e}")))?;
         self.validate(&theirs, peer).map_err(setup)?;
@@ -209,9 +214,9 @@ impl RdmaEndpoint {
 
         // Both sides are at RTS once both ready marks exist.
         rdv.publish(&format!("{}/ready", self.key(self.me, peer)), b"1")
-            .map_err(|e| setup(format!("publishing the RDMA ready mark: {e}")))?;
+            .map_err(|source| rendezvous("publishing the RDMA ready mark", source))?;
         rdv.lookup(&format!("{}/ready", self.key(peer, self.me)), deadline)
-            .map_err(|e| setup(format!("waiting for the peer's RDMA ready mark: {e}")))?;
+            .map_err(|source| rendezvous("waiting for the peer's RDMA ready mark", source))?;
 
         let half = || HalfConfig {
             peer: Arc::from(peer_name),

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::region::Region;
+use crate::GeometryError;
 use crate::wait::WakeWords;
 
 const MAGIC: u64 = 0x0031_6669_7474_7574; // "tuttif1" little-endian
@@ -98,18 +99,23 @@ impl FifoConfig {
     }
 
     /// Checks the geometry.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), GeometryError> {
         if self.slots == 0 || self.slots > 1024 {
-            return Err(format!("slots must be in 1..=1024, got {}", self.slots));
+            return Err(GeometryError::OutOfRange {
+                what: "FIFO slots",
+                rule: "in 1..=1024",
+                got: u64::from(self.slots),
+            });
         }
         if self.slot_size == 0
             || !(self.slot_size as usize).is_multiple_of(PAGE)
             || self.slot_size > 1 << 30
         {
-            return Err(format!(
-                "slot size must be a positive multiple of 4096 up to 1 GiB, got {}",
-                self.slot_size
-            ));
+            return Err(GeometryError::OutOfRange {
+                what: "FIFO slot size",
+                rule: "a positive multiple of 4096 up to 1 GiB",
+                got: u64::from(self.slot_size),
+            });
         }
         Ok(())
     }
@@ -147,17 +153,18 @@ impl Fifo {
     }
 
     /// Validates the header a peer wrote into `region`.
-    pub(crate) fn open(region: Arc<Region>) -> Result<Fifo, String> {
+    pub(crate) fn open(region: Arc<Region>) -> Result<Fifo, GeometryError> {
         if region.len() < HEADER_BYTES {
-            return Err(format!(
-                "segment of {} bytes is too small for a FIFO",
-                region.len()
-            ));
+            return Err(GeometryError::TooSmall {
+                what: "FIFO",
+                len: region.len(),
+                needed: HEADER_BYTES,
+            });
         }
         // SAFETY: the region is at least HEADER_BYTES long and page aligned.
         let h = unsafe { &*(region.ptr() as *const Header) };
         if h.magic.load(Ordering::Acquire) != MAGIC {
-            return Err("segment is not an initialised tutti FIFO (bad magic)".into());
+            return Err(GeometryError::BadMagic { what: "FIFO" });
         }
         let config = FifoConfig {
             slots: h.slots.load(Ordering::Relaxed),
@@ -166,11 +173,11 @@ impl Fifo {
         };
         config.validate()?;
         if region.len() < config.region_bytes() {
-            return Err(format!(
-                "segment of {} bytes is smaller than its FIFO geometry needs ({})",
-                region.len(),
-                config.region_bytes()
-            ));
+            return Err(GeometryError::TooSmall {
+                what: "FIFO",
+                len: region.len(),
+                needed: config.region_bytes(),
+            });
         }
         Ok(Fifo {
             region,

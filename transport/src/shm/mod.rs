@@ -103,7 +103,16 @@ pub fn connect(
         peer: peer_name.to_string(),
         detail,
     };
-    cfg.fifo.validate().map_err(setup)?;
+    let geometry = |source| TransportError::Geometry {
+        peer: peer_name.to_string(),
+        source: Box::new(source),
+    };
+    let rendezvous = |step, source| TransportError::Rendezvous {
+        peer: peer_name.to_string(),
+        step,
+        source: Box::new(source),
+    };
+    cfg.fifo.validate().map_err(geometry)?;
     sweep_stale_segments();
 
     // 1. Our incoming FIFO (peer -> me), created and initialised here.
@@ -120,12 +129,12 @@ pub fn connect(
         .consumer_pid
         .store(std::process::id(), Ordering::Release);
     rdv.publish(&key(prefix, peer, me), name.as_bytes())
-        .map_err(|e| setup(format!("publishing the segment name: {e}")))?;
+        .map_err(|e| rendezvous("publishing the segment name", e))?;
 
     // 2. Its outgoing FIFO (me -> peer), created by the peer.
     let out_name = rdv
         .lookup(&key(prefix, me, peer), deadline)
-        .map_err(|e| setup(format!("waiting for the peer's segment name: {e}")))?;
+        .map_err(|e| rendezvous("waiting for the peer's segment name", e))?;
     let out_name =
         String::from_utf8(out_name).map_err(|_| setup("segment name is not UTF-8".into()))?;
     let (ofd, olen) = segment::open(&out_name).map_err(|e| {
@@ -138,7 +147,7 @@ pub fn connect(
     let oregion = Region::map(std::os::fd::AsFd::as_fd(&ofd), olen)
         .map_err(|e| TransportError::io(peer_name, format!("mapping {out_name}"), e))?;
     drop(ofd);
-    let outgoing = Fifo::open(Arc::new(oregion)).map_err(setup)?;
+    let outgoing = Fifo::open(Arc::new(oregion)).map_err(geometry)?;
     let oh = outgoing.header();
     oh.probe_addr
         .store(&cma::PROBE as *const u64 as u64, Ordering::Relaxed);
@@ -234,9 +243,9 @@ impl InprocHub {
         self.cfg
             .fifo
             .validate()
-            .map_err(|detail| TransportError::Setup {
+            .map_err(|source| TransportError::Geometry {
                 peer: peer_name.to_string(),
-                detail,
+                source: Box::new(source),
             })?;
         let outgoing = self.take(me, peer)?;
         let incoming = self.take(peer, me)?;
@@ -277,9 +286,9 @@ impl InprocHub {
     fn take(&self, from: usize, to: usize) -> Result<Fifo> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(region) = pending.remove(&(from, to)) {
-            return Fifo::open(region).map_err(|detail| TransportError::Setup {
+            return Fifo::open(region).map_err(|source| TransportError::Geometry {
                 peer: format!("rank {to}"),
-                detail,
+                source: Box::new(source),
             });
         }
         let region = Arc::new(Region::heap(self.cfg.fifo.region_bytes()).ok_or_else(|| {

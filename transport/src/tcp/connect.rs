@@ -78,9 +78,10 @@ impl TcpEndpoint {
             &key(&self.prefix, self.me),
             self.addr.to_string().as_bytes(),
         )
-        .map_err(|detail| TransportError::Setup {
+        .map_err(|source| TransportError::Rendezvous {
             peer: "(all)".into(),
-            detail: format!("publishing the TCP address: {detail}"),
+            step: "publishing the TCP address",
+            source: Box::new(source),
         })
     }
 
@@ -99,9 +100,10 @@ impl TcpEndpoint {
         if self.me < peer {
             let raw = rdv
                 .lookup(&key(&self.prefix, peer), deadline)
-                .map_err(|detail| TransportError::Setup {
+                .map_err(|source| TransportError::Rendezvous {
                     peer: peer_name.to_string(),
-                    detail: format!("waiting for the peer's TCP address: {detail}"),
+                    step: "waiting for the peer's TCP address",
+                    source: Box::new(source),
                 })?;
             let addr: SocketAddr =
                 String::from_utf8_lossy(&raw)

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Window;
-use crate::{ByteReducer, Deadline, Result, TransportError};
+use crate::{ByteReducer, Deadline, ReduceError, Result, TransportError};
 
 /// An address in the executor's memory (a host pointer, or a device pointer).
 pub type Addr = usize;
@@ -80,10 +80,10 @@ impl<'a> HostExec<'a> {
         })
     }
 
-    fn local_error(&self, detail: String) -> TransportError {
+    fn local_error(&self, source: ReduceError) -> TransportError {
         TransportError::Reduce {
             peer: format!("{} (local)", self.window.peer_name(self.window.index())),
-            detail,
+            source,
         }
     }
 }

@@ -29,7 +29,7 @@ use layout::{Header, Layout, MAGIC, PAGE, SmallLine, VERSION};
 use crate::liveness::{self, Liveness};
 use crate::shm::{Region, segment};
 use crate::wait::{AbortHandle, Bell, WaitBudget, wait_on_bell};
-use crate::{Deadline, Rendezvous, Result, TransportError};
+use crate::{Deadline, GeometryError, Rendezvous, RendezvousError, Result, TransportError};
 
 /// Geometry and waiting of a group's windows.
 #[derive(Clone, Debug)]
@@ -68,19 +68,21 @@ impl WindowConfig {
         }
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
+    fn validate(&self) -> std::result::Result<(), GeometryError> {
         let page_multiple = |v: usize| v > 0 && v.is_multiple_of(PAGE) && v <= 1 << 30;
         if !page_multiple(self.data_bytes) {
-            return Err(format!(
-                "window data size must be a positive multiple of 4096 up to 1 GiB, got {}",
-                self.data_bytes
-            ));
+            return Err(GeometryError::OutOfRange {
+                what: "window data size (TUTTI_WINDOW_BYTES)",
+                rule: "a positive multiple of 4096 up to 1 GiB",
+                got: self.data_bytes as u64,
+            });
         }
         if !page_multiple(self.ring_bytes) || self.ring_bytes < 16 << 10 {
-            return Err(format!(
-                "point-to-point ring size must be a multiple of 4096 from 16 KiB to 1 GiB, got {}",
-                self.ring_bytes
-            ));
+            return Err(GeometryError::OutOfRange {
+                what: "point-to-point ring size (TUTTI_P2P_RING_BYTES)",
+                rule: "a multiple of 4096 from 16 KiB to 1 GiB",
+                got: self.ring_bytes as u64,
+            });
         }
         Ok(())
     }
@@ -125,6 +127,21 @@ impl std::fmt::Debug for Window {
     }
 }
 
+fn geometry_err(peer: &str, source: GeometryError) -> TransportError {
+    TransportError::Geometry {
+        peer: peer.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn rendezvous_err(peer: &str, step: &'static str, source: RendezvousError) -> TransportError {
+    TransportError::Rendezvous {
+        peer: peer.to_string(),
+        step,
+        source: Box::new(source),
+    }
+}
+
 fn setup_err(peer: &str, detail: impl Into<String>) -> TransportError {
     TransportError::Setup {
         peer: peer.to_string(),
@@ -146,7 +163,7 @@ impl Window {
     ) -> Result<Window> {
         let members = names.len();
         let me_name = names.get(index).map_or("(this rank)", String::as_str);
-        cfg.validate().map_err(|d| setup_err(me_name, d))?;
+        cfg.validate().map_err(|g| geometry_err(me_name, g))?;
         segment::sweep_stale_segments();
         let layout = Layout {
             members,
@@ -173,7 +190,7 @@ impl Window {
         );
         let key = |m: usize| format!("{prefix}/window/{m}");
         rdv.publish(&key(index), name.as_bytes())
-            .map_err(|e| setup_err(me_name, format!("publishing the window name: {e}")))?;
+            .map_err(|e| rendezvous_err(me_name, "publishing the window name", e))?;
 
         // 2. Every peer's window, mapped and checked.
         let mut regions = Vec::with_capacity(members);
@@ -189,7 +206,7 @@ impl Window {
             }
             let pname = rdv
                 .lookup(&key(m), deadline)
-                .map_err(|e| setup_err(peer, format!("waiting for the peer's window name: {e}")))?;
+                .map_err(|e| rendezvous_err(peer, "waiting for the peer's window name", e))?;
             let pname = String::from_utf8(pname)
                 .map_err(|_| setup_err(peer, "window name is not UTF-8"))?;
             let (pfd, plen) = segment::open(&pname).map_err(|e| {
@@ -198,7 +215,7 @@ impl Window {
             let region = Region::map(std::os::fd::AsFd::as_fd(&pfd), plen)
                 .map_err(|e| TransportError::io(peer, format!("mapping {pname}"), e))?;
             drop(pfd);
-            let pid = check_header(&region, &layout, m).map_err(|d| setup_err(peer, d))?;
+            let pid = check_header(&region, &layout, m).map_err(|g| geometry_err(peer, g))?;
             let probe = header(&region).probe_addr.load(Ordering::Acquire);
             direct.push(if crate::shm::cma::probe(pid as i32, probe) {
                 Direct::Cma(pid as i32)
@@ -613,13 +630,17 @@ fn check_header(
     region: &Region,
     layout: &Layout,
     index: usize,
-) -> std::result::Result<u32, String> {
+) -> std::result::Result<u32, GeometryError> {
     if region.len() < PAGE {
-        return Err(format!("window of {} bytes is too small", region.len()));
+        return Err(GeometryError::TooSmall {
+            what: "window",
+            len: region.len(),
+            needed: PAGE,
+        });
     }
     let h = header(region);
     if h.magic.load(Ordering::Acquire) != MAGIC {
-        return Err("segment is not an initialised tutti window (bad magic)".into());
+        return Err(GeometryError::BadMagic { what: "window" });
     }
     let got = (
         h.version.load(Ordering::Relaxed),
@@ -636,16 +657,19 @@ fn check_header(
         layout.ring_bytes,
     );
     if got != want {
-        return Err(format!(
-            "window geometry differs between ranks (version, members, index, data bytes, ring bytes): peer {got:?}, here {want:?} (TUTTI_WINDOW_BYTES and TUTTI_P2P_RING_BYTES must be equal on every rank)"
-        ));
+        return Err(GeometryError::Differs {
+            what: "window (version, members, index, data bytes, ring bytes)",
+            peer: format!("{got:?}"),
+            here: format!("{want:?}"),
+            hint: "TUTTI_WINDOW_BYTES and TUTTI_P2P_RING_BYTES must be equal on every rank",
+        });
     }
     if region.len() < layout.total() {
-        return Err(format!(
-            "window of {} bytes is smaller than its geometry needs ({})",
-            region.len(),
-            layout.total()
-        ));
+        return Err(GeometryError::TooSmall {
+            what: "window",
+            len: region.len(),
+            needed: layout.total(),
+        });
     }
     Ok(h.owner_pid.load(Ordering::Relaxed))
 }
@@ -676,7 +700,7 @@ impl WindowHub {
     ) -> Result<Window> {
         let members = names.len();
         let me_name = names.get(index).map_or("(this rank)", String::as_str);
-        cfg.validate().map_err(|d| setup_err(me_name, d))?;
+        cfg.validate().map_err(|g| geometry_err(me_name, g))?;
         let layout = Layout {
             members,
             data_bytes: cfg.data_bytes,
@@ -737,7 +761,7 @@ impl WindowHub {
         }
         drop(sets);
         for (m, r) in regions.iter().enumerate() {
-            check_header(r, &layout, m).map_err(|d| setup_err(&names[m], d))?;
+            check_header(r, &layout, m).map_err(|g| geometry_err(&names[m], g))?;
         }
         Ok(Window {
             index,
