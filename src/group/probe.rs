@@ -9,7 +9,9 @@
 //! 20-100 ms. The result is cached in `$TMPDIR/tutti-probe-<uid>-<boot id>.txt`
 //! (a reboot or a move to another machine measures again), one line per rank count.
 //! `TUTTI_PROBE=0` skips the probe (the model's defaults apply), `TUTTI_PROBE=force`
-//! measures again.
+//! measures again. A measurement taken while the host is busy (1-minute load average
+//! above its core count: a build, a test suite) serves this process only and is not
+//! cached, so a noisy moment does not decide for the rest of the boot.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
@@ -123,8 +125,21 @@ fn cached_or_measured(n: usize, force: bool) -> std::io::Result<WindowCrossover>
         took_ms = start.elapsed().as_millis() as u64,
         "host probe: window all_reduce crossover measured"
     );
-    writeln!(file, "{k} two_shot_from={}", c.two_shot_from)?;
+    if host_is_busy() {
+        tracing::debug!("host probe: the host is busy, result not cached");
+    } else {
+        writeln!(file, "{k} two_shot_from={}", c.two_shot_from)?;
+    }
     Ok(c)
+}
+
+/// True when the 1-minute load average exceeds the number of cores.
+fn host_is_busy() -> bool {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    load > tutti_transport::cores() as f64
 }
 
 /// Times one-shot and two-shot all_reduce on `n` threads at each probe size.
