@@ -110,3 +110,47 @@ fn tcp_threads_ring_and_tree() {
     run(3, opts(Algo::Ring, TransportChoice::Tcp), Level::Reduced);
     run(4, opts(Algo::Tree, TransportChoice::Tcp), Level::Reduced);
 }
+
+/// Threads standing for ranks on several hosts (`ProcessGroup::threads_on_hosts`):
+/// windows inside each pretend host, TCP on loopback between them. The matrix runs
+/// the hierarchical all_reduce (forced, and as the tuner picks it), all_gather and
+/// reduce_scatter, and the flat link algorithms for the rest, on uneven and
+/// interleaved layouts, with 4 KiB windows and chunks so that every size takes
+/// several rounds.
+#[test]
+fn hierarchical_on_pretend_hosts() {
+    let layouts: [(&[usize], Option<Algo>); 3] = [
+        (&[0, 0, 0, 1, 1, 2], Some(Algo::Hier)),
+        (&[0, 1, 0, 1, 1], None),
+        (&[0, 0, 1, 1], Some(Algo::Ring)),
+    ];
+    for (hosts, algo) in layouts {
+        let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let start = std::time::Instant::now();
+        let o = GroupOptions {
+            algo,
+            chunk: Some(4096),
+            window_bytes: Some(4096),
+            timeout: Duration::from_secs(120),
+            ..GroupOptions::default()
+        };
+        let groups = ProcessGroup::threads_on_hosts(hosts, o).unwrap();
+        std::thread::scope(|s| {
+            for g in groups {
+                s.spawn(move || {
+                    let me = g.rank();
+                    for p in (0..g.size()).filter(|&p| p != me) {
+                        let want = if hosts[p] == hosts[me] {
+                            "window"
+                        } else {
+                            "tcp"
+                        };
+                        assert_eq!(g.transport_to(p), Some(want), "rank {me} to {p}");
+                    }
+                    matrix(&g, Level::Reduced)
+                });
+            }
+        });
+        eprintln!("hosts {hosts:?} {algo:?}: {:?}", start.elapsed());
+    }
+}

@@ -1,117 +1,18 @@
-//! TCP links between ranks in two network namespaces joined by a veth pair: each
+//! TCP links between ranks in two network namespaces joined by a bridge: each
 //! rank binds the interface `TUTTI_SOCKET_IFNAME` names, payloads cross the veth
 //! byte-exactly, with and without `tc netem` delay and loss. Needs root and
 //! iproute2 (`ip netns`); skips with the reason otherwise (fails instead with
 //! `TUTTI_REQUIRE_NETNS=1`).
 
+mod netns;
 mod ranks;
 
-use std::process::Command;
 use std::time::Duration;
 
+use netns::Net;
 use tutti::group::StoreRendezvous;
 use tutti::transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti::transport::{Deadline, ops};
-
-/// Two namespaces and a veth pair, removed on drop.
-struct Net {
-    ns: [String; 2],
-    dev: [String; 2],
-    addr: [String; 2],
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Net {
-    fn create() -> Result<Net, String> {
-        let id = std::process::id() % 100_000;
-        let octet = 1 + id % 250;
-        let net = Net {
-            ns: [format!("tutti-a-{id}"), format!("tutti-b-{id}")],
-            dev: [format!("tva{id}"), format!("tvb{id}")],
-            addr: [format!("10.213.{octet}.1"), format!("10.213.{octet}.2")],
-        };
-        for ns in &net.ns {
-            ip(&["netns", "add", ns])?;
-        }
-        ip(&[
-            "link",
-            "add",
-            &net.dev[0],
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &net.dev[1],
-        ])?;
-        for i in 0..2 {
-            ip(&["link", "set", &net.dev[i], "netns", &net.ns[i]])?;
-            ip(&[
-                "-n",
-                &net.ns[i],
-                "addr",
-                "add",
-                &format!("{}/24", net.addr[i]),
-                "dev",
-                &net.dev[i],
-            ])?;
-            ip(&["-n", &net.ns[i], "link", "set", &net.dev[i], "up"])?;
-            ip(&["-n", &net.ns[i], "link", "set", "lo", "up"])?;
-        }
-        Ok(net)
-    }
-
-    fn netem(&self, spec: &[&str]) -> Result<(), String> {
-        for i in 0..2 {
-            let mut args = vec![
-                "netns",
-                "exec",
-                &self.ns[i],
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &self.dev[i],
-                "root",
-                "netem",
-            ];
-            args.extend_from_slice(spec);
-            let out = Command::new("ip")
-                .args(&args)
-                .output()
-                .map_err(|e| e.to_string())?;
-            if !out.status.success() {
-                return Err(format!(
-                    "tc netem: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in &self.ns {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
 
 fn worker() {
     let rank = ranks::worker_rank().unwrap();
@@ -180,15 +81,8 @@ fn tcp_between_network_namespaces() {
         worker();
         return;
     }
-    let net = match Net::create() {
-        Ok(n) => n,
-        Err(reason) => {
-            if std::env::var("TUTTI_REQUIRE_NETNS").as_deref() == Ok("1") {
-                panic!("network namespaces unavailable: {reason}");
-            }
-            eprintln!("SKIPPED: network namespaces unavailable: {reason}");
-            return;
-        }
+    let Some(net) = Net::create_or_skip(2) else {
+        return;
     };
     run(&net, 8 << 20);
     match net.netem(&["delay", "5ms", "loss", "1%"]) {

@@ -149,12 +149,13 @@ pub struct Cli {
     pub nranks: Option<u32>,
 
     /// Transport between ranks [default: TUTTI_TRANSPORT, else auto: shared memory
-    /// on one host, TCP across hosts].
-    #[arg(long, value_parser = ["auto", "shm", "tcp"])]
+    /// on one host, RDMA or TCP across hosts].
+    #[arg(long, value_parser = ["auto", "shm", "tcp", "rdma"])]
     pub transport: Option<String>,
 
-    /// Algorithm [default: TUTTI_ALGO, else the tuner's choice].
-    #[arg(long, value_parser = ["ring", "tree"])]
+    /// Algorithm [default: TUTTI_ALGO, else the tuner's choice]; `hier` runs inside
+    /// each host on the window and between one leader per host over the links.
+    #[arg(long, value_parser = ["ring", "tree", "hier"])]
     pub algo: Option<String>,
 
     /// Write the results as JSON to FILE (`-` or no FILE: to stdout, instead of the table).

@@ -554,14 +554,10 @@ fn worker(cli: &Cli, args: &[OsString]) -> ExitCode {
         Ok(o) => o,
         Err(msg) => return usage_error(&msg),
     };
-    let transport = cli.transport.clone().unwrap_or_else(|| {
-        match opts.transport {
-            tutti::group::TransportChoice::Auto => "auto",
-            tutti::group::TransportChoice::Shm => "shm",
-            tutti::group::TransportChoice::Tcp => "tcp",
-        }
-        .to_string()
-    });
+    let transport = cli
+        .transport
+        .clone()
+        .unwrap_or_else(|| opts.transport.name().to_string());
     let algo = opts.algo.map_or("auto", |a| a.name()).to_string();
     let pg = match ProcessGroup::from_env(opts) {
         Ok(pg) => pg,

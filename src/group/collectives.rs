@@ -14,7 +14,9 @@ use super::links::LinkTable;
 use super::options::Algo;
 use super::paths::Route;
 use super::small;
-use super::tuner::{LinkCost, Plan, WindowPlan, pick_chunk, plan_all_reduce, plan_window};
+use super::tuner::{
+    Plan, Spread, WindowPlan, pick_chunk, plan_all_reduce, plan_spread, plan_window,
+};
 use crate::cpu::Reducer;
 use crate::{DataType, Element, Error, ReduceOp, Result};
 
@@ -85,13 +87,11 @@ impl ProcessGroup {
         self.inner.opts.algo
     }
 
-    fn cost(&self, links: &LinkTable) -> LinkCost {
-        if links.any_tcp {
-            LinkCost::tcp()
-        } else {
-            let cores = tutti_transport::cores();
-            LinkCost::shm(self.inner.local_ranks > cores)
-        }
+    /// Whether the collectives without a cost model (all_gather, reduce_scatter)
+    /// run hierarchically: ranks on several hosts, some sharing one, and no flat
+    /// link algorithm forced.
+    fn hierarchical(&self) -> bool {
+        self.inner.layout.is_hierarchical() && !self.forced().is_some_and(Algo::uses_links)
     }
 
     fn plan(&self, links: &LinkTable, bytes: usize, tree_ok: bool) -> Plan {
@@ -102,7 +102,7 @@ impl ProcessGroup {
         let mut p = plan_all_reduce(
             bytes,
             self.size(),
-            self.cost(links),
+            self.inner.layout.costs.ring,
             links.max_message,
             (forced_algo, o.chunk),
         );
@@ -183,8 +183,24 @@ impl ProcessGroup {
                     self.all_reduce_window(w, &reducer, input, buf, dl)?;
                     Ok(false)
                 }
-                _ => {
-                    self.all_reduce_links(&mut paths.links, &reducer, input, buf, dl)?;
+                (_, window) => {
+                    let window_bytes = window.as_ref().map_or(0, |w| w.data_bytes());
+                    let spread = plan_spread(
+                        buf.len(),
+                        &self.inner.layout,
+                        window_bytes,
+                        paths.links.max_message,
+                        (self.forced(), self.inner.opts.chunk),
+                    );
+                    tracing::trace!(?spread, bytes = buf.len(), "all_reduce across hosts");
+                    match spread {
+                        Spread::Hier(leaders) => {
+                            self.all_reduce_hier(paths, &reducer, input, buf, leaders, dl)?
+                        }
+                        Spread::Flat(plan) => {
+                            self.all_reduce_links(&mut paths.links, &reducer, input, buf, plan, dl)?
+                        }
+                    }
                     Ok(true)
                 }
             }
@@ -224,9 +240,9 @@ impl ProcessGroup {
         reducer: &HostReducer,
         input: Option<&[u8]>,
         buf: &mut [u8],
+        plan: Plan,
         dl: Deadline,
     ) -> std::result::Result<(), TransportError> {
-        let plan = self.plan(links, buf.len(), true);
         tracing::trace!(
             algo = plan.algo.name(),
             chunk = plan.chunk,
@@ -360,6 +376,10 @@ impl ProcessGroup {
                     let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
                     intra::all_gather(&mut e, addr(inb), addr_mut(outb), inb.len())
                 }
+                _ if self.hierarchical() => {
+                    let chunk = self.chunk_for(&paths.links, inb.len());
+                    self.all_gather_hier(paths, T::DTYPE.size(), inb, outb, chunk, dl)
+                }
                 _ => {
                     let chunk = self.chunk_for(&paths.links, inb.len());
                     tutti_ring::all_gather(&mut self.ring(&mut paths.links, chunk, dl), inb, outb)
@@ -395,6 +415,11 @@ impl ProcessGroup {
                     let mut e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
                     intra::reduce_scatter(&mut e, addr(inb), addr_mut(outb), outb.len())?;
                     Ok(false)
+                }
+                _ if self.hierarchical() => {
+                    let chunk = self.chunk_for(&paths.links, outb.len());
+                    self.reduce_scatter_hier(paths, &reducer, inb, outb, chunk, dl)?;
+                    Ok(true)
                 }
                 _ => {
                     let chunk = self.chunk_for(&paths.links, outb.len());

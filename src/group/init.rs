@@ -8,14 +8,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tutti_transport::bridge::Bridge;
 use tutti_transport::p2p::{Channel, Engine, EngineConfig, SingleCopy};
+use tutti_transport::registry::{
+    self, OpenCtx, PeerInfo, Purpose, Selection, Topology, WindowSpec, join_window,
+};
 use tutti_transport::shm::{InprocHub, ShmConfig};
-use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
 use tutti_transport::{AbortHandle, Deadline, WaitBudget};
 
 use super::env::JobEnv;
-use super::links::{LinkTable, StoreRendezvous, Wiring, connect_mesh, with_faults};
-use super::options::{GroupOptions, TransportChoice};
+use super::layout::Layout;
+use super::links::{LinkTable, StoreRendezvous, connect_mesh, with_faults};
+use super::options::GroupOptions;
 use super::paths::{LocalMap, Paths};
 use super::work::Worker;
 use super::{Inner, ProcessGroup};
@@ -43,7 +46,18 @@ impl ThreadJob {
 }
 
 /// This host as the transports see it: ranks with equal ids can share memory.
+///
+/// `TUTTI_HOST_ID`, when set, is the id itself: ranks that set the same value are
+/// taken to share a host (its `/dev/shm` and process table), ranks that set
+/// different values to be on different hosts. Containers or network namespaces on
+/// one machine use it to stand for several hosts (or to declare that they share
+/// memory). Otherwise the id is the node name, the boot id and the mount namespace.
 pub(crate) fn host_id() -> String {
+    if let Ok(id) = std::env::var("TUTTI_HOST_ID")
+        && !id.trim().is_empty()
+    {
+        return format!("id:{}", id.trim());
+    }
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
@@ -65,8 +79,10 @@ pub(crate) fn host_id() -> String {
     )
 }
 
-/// This rank's window among the group's ranks on this host: shared memory between
-/// processes, heap blocks between threads, a private block when alone.
+/// This rank's window among the group's ranks on this host (see
+/// [`registry::join_window`]). Each host's window has its own rendezvous prefix (the
+/// group's name and the host's lowest rank) so that several hosts' windows never
+/// read each other's keys.
 fn connect_window(
     spec: &Spec,
     local: &LocalMap,
@@ -84,31 +100,29 @@ fn connect_window(
         .iter()
         .map(|&r| format!("rank {r} of group {}", spec.name))
         .collect();
-    let index = local.member_of(spec.rank).unwrap_or(0);
-    let window = match (&spec.threads, local.members.len()) {
-        (Some(job), n) if n > 1 => job
-            .windows
-            .join(&spec.name, index, &names, &cfg, deadline)?,
-        (_, 1) => WindowHub::new().join("self", 0, &names, &cfg, deadline)?,
-        _ => Window::connect(
-            &StoreRendezvous(&*spec.store),
-            &spec.name,
-            index,
-            &names,
-            &cfg,
-            deadline,
-        )?,
+    let prefix = if local.members.len() == spec.global_ranks.len() {
+        spec.name.clone()
+    } else {
+        format!("{}/host{}", spec.name, local.members[0])
     };
-    Ok(Arc::new(window))
+    let window_spec = WindowSpec {
+        prefix: &prefix,
+        names: &names,
+        index: local.member_of(spec.rank).unwrap_or(0),
+        cfg: &cfg,
+        threads: spec.threads.as_ref().map(|j| &j.windows),
+    };
+    join_window(&window_spec, &StoreRendezvous(&*spec.store), deadline)
 }
 
 /// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
 const DEFAULT_EAGER: usize = 64 << 10;
 
 /// The point-to-point engine: rings in the window for the ranks on this host, rings
-/// bridged to a TCP connection for the others.
+/// bridged to a link (the registry's pick for the pair: TCP, RDMA) for the others.
 fn connect_engine(
     spec: &Spec,
+    (topo, sel): (&Topology, &Selection),
     local: &LocalMap,
     window: &Arc<Window>,
     local_ranks: usize,
@@ -136,15 +150,19 @@ fn connect_engine(
         .collect();
     if !remote.is_empty() {
         let abort = AbortHandle::new();
-        let mut cfg = TcpConfig::from_env(local_ranks);
-        cfg.sockets = 1;
-        cfg.abort = abort.clone();
-        let prefix = format!("{}/p2p", spec.name);
         let rdv = StoreRendezvous(&*spec.store);
-        let mut ep = TcpEndpoint::bind(cfg, spec.rank, &prefix)?;
-        ep.publish(&rdv)?;
-        for &p in &remote {
-            let link = with_faults(spec.rank, ep.connect(&rdv, p, &names[p], deadline)?)?;
+        let ctx = OpenCtx {
+            rank: spec.rank,
+            prefix: &spec.name,
+            rdv: &rdv,
+            topo,
+            abort: &abort,
+            inproc: None,
+            purpose: Purpose::PointToPoint,
+        };
+        let name = |p: usize| names[p].clone();
+        for (p, link, _) in registry::connect_links(sel, &ctx, &remote, &name, deadline)? {
+            let link = with_faults(spec.rank, link)?;
             let max_payload = tutti_transport::bridge::max_payload(
                 link.tx.max_message().min(link.rx.max_message()),
             );
@@ -187,8 +205,9 @@ pub(crate) struct Spec {
     pub name: String,
     pub rank: usize,
     pub global_ranks: Vec<usize>,
-    /// Host ids of the members, when already known (threads, sub-groups).
-    pub hosts: Option<Vec<String>>,
+    /// What the members told each other (host, cores, usable transports), when
+    /// already known (threads, sub-groups).
+    pub peers: Option<Vec<PeerInfo>>,
     pub threads: Option<Arc<ThreadJob>>,
     pub opts: GroupOptions,
 }
@@ -203,9 +222,10 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
         )));
     }
     let deadline = Deadline::after(spec.opts.connect_timeout);
-    let hosts = match spec.hosts.clone() {
-        Some(h) => h,
-        None => exchange_hosts(
+    let sel = spec.opts.transport.selection()?;
+    let peers = match spec.peers.clone() {
+        Some(p) => p,
+        None => exchange_peers(
             &*spec.store,
             &spec.name,
             spec.rank,
@@ -213,47 +233,45 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             spec.opts.connect_timeout,
         )?,
     };
-    let me = hosts[spec.rank].clone();
-    let same_host: Vec<bool> = hosts.iter().map(|h| *h == me).collect();
-    let local_ranks = same_host.iter().filter(|&&s| s).count();
+    let topo = Topology {
+        peers,
+        threads: spec.threads.is_some(),
+    };
+    let layout = Layout::new(&topo, &sel);
+    // Ranks sharing this host (the wait budgets), whether or not they share the window.
+    let local_ranks = topo.ranks_on_host_of(spec.rank);
     let abort = AbortHandle::new();
     let setup = |source| Error::Setup {
         rank: spec.rank,
         source,
     };
-    // The window's members: the ranks on this host (only this rank when TCP is
-    // forced, so that every byte crosses TCP).
-    let members: Vec<usize> = if spec.opts.transport == TransportChoice::Tcp {
-        vec![spec.rank]
-    } else {
-        (0..size).filter(|&r| same_host[r]).collect()
+    // The window's members: the ranks the registry joins to this one (only this
+    // rank when the selected transport does not keep the window, so that every
+    // byte crosses it).
+    let local = LocalMap {
+        members: layout.hosts[layout.host_of[spec.rank]].clone(),
     };
-    let local = LocalMap { members };
     if local.members.len() > 1 {
         // Measured once per host (cached): the first all_reduce should not pay for it.
         let _ = super::probe::window_crossover(local.members.len());
     }
     let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
-    // Links: to every peer when some are on other hosts, when a link algorithm is
-    // forced, or when TCP is.
-    let needs_links = local.members.len() < size
-        || spec.opts.algo.is_some_and(super::options::Algo::uses_links)
-        || spec.opts.transport == TransportChoice::Tcp;
+    // Links: to every peer when some are outside the window, or when a link
+    // algorithm is forced.
+    let needs_links =
+        local.members.len() < size || spec.opts.algo.is_some_and(super::options::Algo::uses_links);
     let links = if needs_links && size > 1 {
-        let wiring = match &spec.threads {
-            Some(job) => Wiring::Threads(job.hub(&spec.name, &abort, size)),
-            None => Wiring::Processes {
-                same_host,
-                local_ranks,
-            },
-        };
+        let hub = spec
+            .threads
+            .as_ref()
+            .map(|job| job.hub(&spec.name, &abort, size));
         connect_mesh(
             &*spec.store,
             &spec.name,
             spec.rank,
-            size,
-            &wiring,
-            spec.opts.transport,
+            &topo,
+            &sel,
+            hub.as_ref(),
             &abort,
             deadline,
         )
@@ -261,7 +279,17 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
     } else {
         LinkTable::empty(size)
     };
-    let engine = connect_engine(&spec, &local, &window, local_ranks, deadline).map_err(setup)?;
+    let transports: Vec<Option<&'static str>> = (0..size)
+        .map(
+            |p| match (p == spec.rank, local.member_of(p), links.transports[p]) {
+                (true, _, _) => None,
+                (false, Some(_), _) => Some("window"),
+                (false, None, t) => t,
+            },
+        )
+        .collect();
+    let engine = connect_engine(&spec, (&topo, &sel), &local, &window, local_ranks, deadline)
+        .map_err(setup)?;
     tracing::debug!(group = %spec.name, rank = spec.rank, size, "process group connected");
     let timeout = spec.opts.timeout;
     Ok(ProcessGroup {
@@ -269,7 +297,8 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             rank: spec.rank,
             size,
             global_ranks: spec.global_ranks,
-            hosts,
+            topo,
+            layout,
             name: spec.name,
             store: spec.store,
             paths: Mutex::new(Paths {
@@ -288,28 +317,30 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             worker: Worker::new(),
             threads: spec.threads,
             subgroups: AtomicU64::new(0),
-            local_ranks,
+            transports,
         }),
         timeout,
     })
 }
 
-fn exchange_hosts(
+/// Publishes this rank's [`PeerInfo`] (host id, cores, usable transports) and
+/// reads every member's.
+fn exchange_peers(
     store: &dyn Store,
     name: &str,
     rank: usize,
     size: usize,
     timeout: std::time::Duration,
-) -> Result<Vec<String>> {
+) -> Result<Vec<PeerInfo>> {
     let key = |r: usize| format!("{name}/host/{r}");
-    store.set(&key(rank), host_id().as_bytes())?;
+    store.set(&key(rank), PeerInfo::here(&host_id()).encode().as_bytes())?;
     let keys: Vec<String> = (0..size).map(key).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     store.wait(&refs, Some(timeout))?;
     Ok(store
         .multi_get(&refs)?
         .into_iter()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .map(|v| PeerInfo::decode(&String::from_utf8_lossy(&v)))
         .collect())
 }
 
@@ -334,7 +365,7 @@ impl ProcessGroup {
             name: format!("tutti/{name}"),
             rank,
             global_ranks: (0..world_size).collect(),
-            hosts: None,
+            peers: None,
             threads: None,
             opts,
         })
@@ -344,6 +375,16 @@ impl ProcessGroup {
     /// be moved into its thread. Links are in-process FIFOs (or TCP over loopback
     /// with `opts.transport = Tcp`, which then needs every rank's thread running).
     pub fn threads(n: usize, opts: GroupOptions) -> Result<Vec<ProcessGroup>> {
+        Self::threads_on_hosts(&vec![0; n], opts)
+    }
+
+    /// Threads of this process standing for ranks on several hosts: rank `r` is on
+    /// pretend host `hosts[r]`. Ranks on one pretend host share a window and
+    /// in-process FIFOs; ranks on different ones reach each other over TCP on
+    /// loopback, as on separate machines. For exercising the multi-host paths
+    /// (hierarchical collectives) in one process.
+    pub fn threads_on_hosts(hosts: &[usize], opts: GroupOptions) -> Result<Vec<ProcessGroup>> {
+        let n = hosts.len();
         if n == 0 {
             return Err(Error::InvalidArgument(
                 "a group needs at least 1 rank".into(),
@@ -355,19 +396,30 @@ impl ProcessGroup {
             windows: WindowHub::new(),
         });
         let host = host_id();
+        let distinct = hosts.iter().any(|&h| h != hosts[0]);
+        let peers: Vec<PeerInfo> = hosts
+            .iter()
+            .map(|h| {
+                if distinct {
+                    PeerInfo::here(&format!("{host}/pretend-{h}"))
+                } else {
+                    PeerInfo::here(&host)
+                }
+            })
+            .collect();
         // Build the members concurrently: TCP links need every rank connecting.
         let built: Vec<Result<ProcessGroup>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..n)
                 .map(|r| {
-                    let (store, job, host, opts) =
-                        (store.clone(), job.clone(), host.clone(), opts.clone());
+                    let (store, job, peers, opts) =
+                        (store.clone(), job.clone(), peers.clone(), opts.clone());
                     scope.spawn(move || {
                         build(Spec {
                             store,
                             name: "tutti/threads".into(),
                             rank: r,
                             global_ranks: (0..n).collect(),
-                            hosts: Some(vec![host; n]),
+                            peers: Some(peers),
                             threads: Some(job),
                             opts,
                         })

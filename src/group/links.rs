@@ -1,17 +1,17 @@
 //! The group's links: one [`Link`] per peer, connected at group creation over the
-//! transport the topology calls for, and the [`Links`] view the schedules use.
+//! transport the registry picks for the pair, and the [`Links`] views the schedules
+//! use (all ranks, or a renumbered subset).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tutti_transport::shm::{InprocHub, ShmConfig};
-use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
+use tutti_transport::registry::{self, OpenCtx, Purpose, Selection, Topology};
+use tutti_transport::shm::InprocHub;
 use tutti_transport::{
     AbortHandle, Deadline, Injected, Link, Links, RecvHalf, Rendezvous, RendezvousError, SendHalf,
     TransportError,
 };
 
-use super::options::TransportChoice;
 use crate::store::Store;
 use tutti_transport::faulty::{FaultPlan, FaultySend};
 
@@ -51,24 +51,14 @@ fn store_error(key: &str, e: crate::store::StoreError) -> RendezvousError {
     }
 }
 
-/// How the ranks of a group reach each other.
-pub(crate) enum Wiring {
-    /// Threads of one process: in-process FIFOs from a shared hub.
-    Threads(Arc<InprocHub>),
-    /// Processes: `same_host[p]` says whether group rank `p` shares this host.
-    Processes {
-        same_host: Vec<bool>,
-        local_ranks: usize,
-    },
-}
-
 /// One link per peer (none to self).
 pub(crate) struct LinkTable {
     links: Vec<Option<Link>>,
-    /// The smallest `max_message` over all links.
+    /// The smallest `max_message` over the links of every rank of the group (the
+    /// same on every rank, so that the ranks agree on pipeline chunks).
     pub max_message: usize,
-    /// Whether any link is TCP (for the tuner).
-    pub any_tcp: bool,
+    /// The registry entry of each link.
+    pub transports: Vec<Option<&'static str>>,
 }
 
 impl Links for LinkTable {
@@ -100,97 +90,133 @@ impl LinkTable {
         LinkTable {
             links: (0..size).map(|_| None).collect(),
             max_message: 1 << 20,
-            any_tcp: false,
+            transports: vec![None; size],
         }
     }
 }
 
-/// Connects this rank to every other member, pair by pair in the global order of
-/// `(min rank, max rank)`, which no two ranks can wait on in a cycle.
+/// The links of a subset of the group's ranks, renumbered: rank `i` of the view is
+/// group rank `ranks[i]` (the leaders of a hierarchical schedule).
+pub(crate) struct SubLinks<'a> {
+    pub links: &'a mut LinkTable,
+    pub ranks: &'a [usize],
+}
+
+impl Links for SubLinks<'_> {
+    fn pair(
+        &mut self,
+        to: usize,
+        from: usize,
+    ) -> tutti_transport::Result<(&mut dyn SendHalf, &mut dyn RecvHalf)> {
+        let at = |i: usize| {
+            self.ranks.get(i).copied().ok_or_else(|| {
+                TransportError::InvalidArgument(format!(
+                    "rank {i} is outside a sub-schedule of {} ranks",
+                    self.ranks.len()
+                ))
+            })
+        };
+        let (to, from) = (at(to)?, at(from)?);
+        self.links.pair(to, from)
+    }
+}
+
+/// Connects this rank to every other member over the transport the registry picks
+/// for the pair, pair by pair in the global order of `(min rank, max rank)`, which no
+/// two ranks can wait on in a cycle; then agrees with the others on the largest
+/// message every link carries.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect_mesh(
     store: &dyn Store,
     prefix: &str,
     rank: usize,
-    size: usize,
-    wiring: &Wiring,
-    choice: TransportChoice,
+    topo: &Topology,
+    sel: &Selection,
+    inproc: Option<&Arc<InprocHub>>,
     abort: &AbortHandle,
     deadline: Deadline,
 ) -> tutti_transport::Result<LinkTable> {
+    let size = topo.size();
     let rdv = StoreRendezvous(store);
     let name = |p: usize| format!("rank {p} of group {prefix}");
+    let ctx = OpenCtx {
+        rank,
+        prefix,
+        rdv: &rdv,
+        topo,
+        abort,
+        inproc,
+        purpose: Purpose::Collectives,
+    };
+    let peers: Vec<usize> = (0..size).filter(|&p| p != rank).collect();
     let mut links: Vec<Option<Link>> = (0..size).map(|_| None).collect();
-    let mut any_tcp = false;
-    match wiring {
-        Wiring::Threads(hub) if choice != TransportChoice::Tcp => {
-            for p in (0..size).filter(|&p| p != rank) {
-                links[p] = Some(hub.connect(rank, p, &name(p))?);
-            }
-        }
-        _ => {
-            let (same_host, local_ranks) = match wiring {
-                Wiring::Processes {
-                    same_host,
-                    local_ranks,
-                } => (same_host.clone(), *local_ranks),
-                Wiring::Threads(_) => (vec![true; size], size),
-            };
-            let use_tcp = |p: usize| {
-                choice == TransportChoice::Tcp || (choice == TransportChoice::Auto && !same_host[p])
-            };
-            if choice == TransportChoice::Shm
-                && let Some(p) = (0..size).find(|&p| !same_host[p])
-            {
-                return Err(TransportError::Setup {
-                    peer: name(p),
-                    detail: "TUTTI_TRANSPORT=shm but this rank is on another host".into(),
-                });
-            }
-            let mut tcp = None;
-            if (0..size).any(|p| p != rank && use_tcp(p)) {
-                let mut cfg = TcpConfig::from_env(local_ranks);
-                cfg.abort = abort.clone();
-                let ep = TcpEndpoint::bind(cfg, rank, prefix)?;
-                ep.publish(&rdv)?;
-                tcp = Some(ep);
-                any_tcp = true;
-            }
-            let mut shm_cfg = ShmConfig::from_env(local_ranks);
-            shm_cfg.abort = abort.clone();
-            for p in (0..size).filter(|&p| p != rank) {
-                let link = match (&mut tcp, use_tcp(p)) {
-                    (Some(ep), true) => ep.connect(&rdv, p, &name(p), deadline)?,
-                    _ => tutti_transport::shm::connect(
-                        &rdv,
-                        prefix,
-                        rank,
-                        p,
-                        &name(p),
-                        &shm_cfg,
-                        deadline,
-                    )?,
-                };
-                links[p] = Some(link);
-            }
-        }
+    let mut transports = vec![None; size];
+    for (p, link, t) in registry::connect_links(sel, &ctx, &peers, &name, deadline)? {
+        links[p] = Some(with_faults(rank, link)?);
+        transports[p] = Some(t);
     }
-    for l in links.iter_mut() {
-        if let Some(link) = l.take() {
-            *l = Some(with_faults(rank, link)?);
-        }
-    }
-    let max_message = links
+    let mine = links
         .iter()
         .flatten()
         .map(|l| l.tx.max_message().min(l.rx.max_message()))
         .min()
         .unwrap_or(1 << 20);
+    let max_message = agree_on_min(store, prefix, rank, size, mine, deadline)?;
     Ok(LinkTable {
         links,
         max_message,
-        any_tcp,
+        transports,
     })
+}
+
+/// The smallest of every rank's `value`, exchanged through the store.
+fn agree_on_min(
+    store: &dyn Store,
+    prefix: &str,
+    rank: usize,
+    size: usize,
+    value: usize,
+    deadline: Deadline,
+) -> tutti_transport::Result<usize> {
+    let key = |r: usize| format!("{prefix}/max_message/{r}");
+    let err = |source| TransportError::Rendezvous {
+        peer: "(all)".into(),
+        step: "agreeing on the largest link message",
+        source: Box::new(source),
+    };
+    StoreRendezvous(store)
+        .publish(&key(rank), value.to_string().as_bytes())
+        .map_err(err)?;
+    let keys: Vec<String> = (0..size).map(key).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let timeout = match deadline.remaining() {
+        None => Duration::ZERO,
+        Some(r) if r.is_zero() => {
+            return Err(err(RendezvousError::Timeout {
+                key: keys[0].clone(),
+            }));
+        }
+        Some(r) => r,
+    };
+    store
+        .wait(&refs, Some(timeout))
+        .map_err(|e| err(store_error(&keys[0], e)))?;
+    let values = store
+        .multi_get(&refs)
+        .map_err(|e| err(store_error(&keys[0], e)))?;
+    let mut min = value;
+    for (r, v) in values.iter().enumerate() {
+        let v: usize =
+            String::from_utf8_lossy(v)
+                .trim()
+                .parse()
+                .map_err(|_| TransportError::Setup {
+                    peer: format!("rank {r} of group {prefix}"),
+                    detail: "its largest link message does not parse".into(),
+                })?;
+        min = min.min(v);
+    }
+    Ok(min)
 }
 
 /// Fault injection for tests: `TUTTI_FAULTS` wraps this rank's sending half (only on

@@ -3,9 +3,13 @@
 //! A group is created from the environment ([`ProcessGroup::init`], torchrun /
 //! Slurm / Open MPI variables, rendezvous through the embedded TCP store), from a
 //! [`Store`] ([`ProcessGroup::from_store`]), or as threads of one process
-//! ([`ProcessGroup::threads`]). At creation every rank connects to every other over
-//! shared memory (same host), in-process FIFOs (threads) or TCP (other hosts, or
-//! `TUTTI_TRANSPORT=tcp`).
+//! ([`ProcessGroup::threads`]). At creation the ranks of one host join a shared
+//! window, and every rank connects to every other over the transport the registry
+//! ([`tutti_transport::registry`]) picks for the pair: shared memory on one host
+//! (in-process FIFOs between threads), RDMA or TCP between hosts; `TUTTI_TRANSPORT`
+//! narrows the choice (`auto`, `shm`, `tcp`, `rdma`). With ranks on several hosts the
+//! tuner can run the collectives hierarchically: inside each host on the window,
+//! between one leader per host over the links.
 //!
 //! Operations are collective: every rank calls them in the same order. Blocking
 //! calls work on borrowed slices; the `*_async` variants take owned buffers and
@@ -25,7 +29,9 @@ mod asyncs;
 mod check;
 mod collectives;
 mod env;
+mod hier;
 mod init;
+mod layout;
 mod links;
 mod options;
 mod p2p;
@@ -75,8 +81,10 @@ struct Inner {
     size: usize,
     /// The job-wide (global) rank of each member.
     global_ranks: Vec<usize>,
-    /// Host identity of each member (same string = same host).
-    hosts: Vec<String>,
+    /// What every member told the others (host, cores, usable transports).
+    topo: tutti_transport::registry::Topology,
+    /// The members grouped by host, and the link costs the tuner uses.
+    layout: layout::Layout,
     /// Store key prefix of this group (unique per group in the job).
     name: String,
     store: Arc<dyn Store>,
@@ -101,7 +109,8 @@ struct Inner {
     threads: Option<Arc<init::ThreadJob>>,
     /// Counter of sub-groups created from this group (identical on every rank).
     subgroups: AtomicU64,
-    local_ranks: usize,
+    /// The transport that reaches each member ("window" for the window's).
+    transports: Vec<Option<&'static str>>,
 }
 
 impl std::fmt::Debug for ProcessGroup {
@@ -135,6 +144,20 @@ impl ProcessGroup {
     /// Collectives among them run on the same-host window.
     pub fn local_ranks(&self) -> &[usize] {
         &self.inner.local.members
+    }
+
+    /// The transport this rank reaches group rank `peer` by: `"window"` for the
+    /// ranks sharing its window, the registry's name of the link otherwise (`"shm"`,
+    /// `"tcp"`, `"rdma"`); `None` for itself, a rank outside the group, or a peer
+    /// without a link (every collective then runs on the window).
+    pub fn transport_to(&self, peer: usize) -> Option<&'static str> {
+        self.inner.transports.get(peer).copied().flatten()
+    }
+
+    /// The group ranks of each host, in rank order, hosts in order of their lowest
+    /// rank (one host when every rank shares this one's window).
+    pub fn hosts(&self) -> &[Vec<usize>] {
+        &self.inner.layout.hosts
     }
 
     /// The group's store-key prefix (unique per group within the job).

@@ -3,32 +3,70 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use tutti_transport::registry::{self, Selection};
+
 use crate::{Error, Result};
 
 /// The default timeout of every operation: 30 minutes, as torch.distributed.
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// Which transport links use.
+/// Which transports a group may use (`TUTTI_TRANSPORT`): a name of the transport
+/// registry ([`tutti_transport::registry::TRANSPORTS`]), or `auto` for all of them
+/// in priority order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransportChoice {
-    /// Shared memory between ranks on one host, TCP between hosts (in-process FIFOs
-    /// between threads of one process).
+    /// Every transport in priority order: the window and shared-memory links
+    /// between ranks on one host (in-process FIFOs between threads of one
+    /// process), RDMA between hosts whose ranks both have a device (built with the
+    /// `rdma` feature), TCP otherwise.
     Auto,
-    /// Shared memory only (every rank must be on this host).
+    /// Shared memory only: the window and shm links (every rank must be on this
+    /// host).
     Shm,
-    /// TCP for every pair, also on one host.
+    /// TCP for every pair, also on one host (no window, so every byte crosses TCP).
     Tcp,
+    /// RDMA verbs for every pair (built with the `rdma` feature, every rank with a
+    /// device; no window).
+    Rdma,
+    /// Any other registered transport, by its registry name.
+    Named(&'static str),
+}
+
+impl TransportChoice {
+    /// The registry name (`auto` for [`TransportChoice::Auto`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportChoice::Auto => "auto",
+            TransportChoice::Shm => "shm",
+            TransportChoice::Tcp => "tcp",
+            TransportChoice::Rdma => "rdma",
+            TransportChoice::Named(n) => n,
+        }
+    }
+
+    /// The registry's selection for this choice: an error names a transport that
+    /// is not registered (e.g. `rdma` in a build without the `rdma` feature).
+    pub fn selection(self) -> Result<Selection> {
+        Selection::by_name(self.name()).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
 }
 
 impl FromStr for TransportChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(TransportChoice::Auto),
-            "shm" | "inproc" => Ok(TransportChoice::Shm),
-            "tcp" | "socket" => Ok(TransportChoice::Tcp),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown transport {other:?} (TUTTI_TRANSPORT expects auto, shm or tcp)"
+        let name = s.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "" | "auto" => return Ok(TransportChoice::Auto),
+            "shm" | "inproc" => return Ok(TransportChoice::Shm),
+            "tcp" | "socket" => return Ok(TransportChoice::Tcp),
+            "rdma" | "ib" | "verbs" => return Ok(TransportChoice::Rdma),
+            _ => {}
+        }
+        match registry::find(&name) {
+            Some(t) => Ok(TransportChoice::Named(t.name())),
+            None => Err(Error::InvalidArgument(format!(
+                "unknown transport {name:?} (TUTTI_TRANSPORT expects auto, shm, tcp, rdma or a registered transport: {})",
+                registry::names().join(", ")
             ))),
         }
     }
@@ -53,6 +91,10 @@ pub enum Algo {
     OneShot,
     /// Windows, reduce-scatter by slices then all-gather of the reduced slices.
     TwoShot,
+    /// Hierarchical, for ranks on several hosts: the window inside each host, the
+    /// links between one leader rank per host (all_reduce: reduce inside each host,
+    /// all_reduce between the leaders, broadcast inside each host).
+    Hier,
 }
 
 impl Algo {
@@ -64,6 +106,7 @@ impl Algo {
             Algo::Direct => "direct",
             Algo::OneShot => "oneshot",
             Algo::TwoShot => "twoshot",
+            Algo::Hier => "hier",
         }
     }
 
@@ -82,8 +125,9 @@ impl FromStr for Algo {
             "direct" => Ok(Algo::Direct),
             "oneshot" | "one_shot" | "one-shot" => Ok(Algo::OneShot),
             "twoshot" | "two_shot" | "two-shot" => Ok(Algo::TwoShot),
+            "hier" | "hierarchical" => Ok(Algo::Hier),
             other => Err(Error::InvalidArgument(format!(
-                "unknown algorithm {other:?} (TUTTI_ALGO expects oneshot, twoshot, ring, tree or direct)"
+                "unknown algorithm {other:?} (TUTTI_ALGO expects oneshot, twoshot, ring, tree, direct or hier)"
             ))),
         }
     }

@@ -98,12 +98,7 @@ impl ProcessGroup {
                 .iter()
                 .map(|&r| inner.global_ranks[r])
                 .collect(),
-            hosts: Some(
-                parent_ranks
-                    .iter()
-                    .map(|&r| inner.hosts[r].clone())
-                    .collect(),
-            ),
+            peers: Some(inner.topo.subset(parent_ranks).peers),
             threads: inner.threads.clone(),
             opts: GroupOptions {
                 timeout: self.timeout,

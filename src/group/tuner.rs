@@ -20,37 +20,10 @@
 
 use super::options::Algo;
 
-/// Cost of one message hop and of one byte on a transport.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LinkCost {
-    /// Seconds per message hop.
-    pub alpha: f64,
-    /// Seconds per byte.
-    pub beta: f64,
-}
+pub use tutti_transport::registry::LinkCost;
 
 /// Seconds per byte of CPU reduction (~15 GB/s, in cache).
 const GAMMA: f64 = 1.0 / 15e9;
-
-impl LinkCost {
-    /// Shared memory, measured on a 2-core host: ~1 us per hop when ranks have
-    /// their own cores (more when they share), ~8 GB/s through a FIFO.
-    pub fn shm(oversubscribed: bool) -> Self {
-        LinkCost {
-            alpha: if oversubscribed { 5e-6 } else { 1e-6 },
-            beta: 1.0 / 8e9,
-        }
-    }
-
-    /// TCP: ~15 us per hop, ~3 GB/s (loopback; slower networks only change the
-    /// balance further towards the ring for large messages).
-    pub fn tcp() -> Self {
-        LinkCost {
-            alpha: 15e-6,
-            beta: 1.0 / 3e9,
-        }
-    }
-}
 
 /// The tuner's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +72,116 @@ pub fn plan_all_reduce(
         }
     });
     Plan { algo, chunk }
+}
+
+/// Where an all_reduce over several hosts runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spread {
+    /// One flat schedule over every rank's links.
+    Flat(Plan),
+    /// Inside each host on the window, between the hosts' leaders with this plan.
+    Hier(Plan),
+}
+
+/// Per-message CPU overhead of a sender, as a fraction of a hop's latency: a rank
+/// that sends `m` messages in a row pays it `m - 1` times (one-hop exchanges).
+const SEND_OVERHEAD: f64 = 0.5;
+
+/// Estimated seconds of the fastest flat all_reduce of `bytes` over `n` ranks: the
+/// ring over `ring` links (every step moves one segment, chunk by chunk, over every
+/// link at once), the double binary tree and the one-hop exchange over `mesh` links.
+pub(crate) fn flat_seconds(
+    bytes: usize,
+    n: usize,
+    ring: LinkCost,
+    mesh: LinkCost,
+    chunk: usize,
+    max_message: usize,
+) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let (s, nf, c) = (bytes as f64, n as f64, chunk.max(16) as f64);
+    let seg = s / nf;
+    let k_seg = (seg / c).ceil().max(1.0);
+    let ring_t = 2.0 * (nf - 1.0) * ring.time(k_seg, seg) + (nf - 1.0) / nf * s * GAMMA;
+    let d = nf.log2().ceil();
+    let k_half = (s / (2.0 * c)).ceil().max(1.0);
+    let tree_t = mesh.time(2.0 * d + 3.0 * k_half, 2.0 * s) + s * GAMMA;
+    let direct_t = if bytes <= max_message {
+        mesh.alpha * (1.0 + (nf - 2.0) * SEND_OVERHEAD) + (nf - 1.0) * s * (mesh.beta + GAMMA)
+    } else {
+        f64::INFINITY
+    };
+    ring_t.min(tree_t).min(direct_t)
+}
+
+/// Estimated seconds of the window part of a hierarchical all_reduce on `l` ranks
+/// (reduce to the leader, then broadcast from it) with `window` costs and window
+/// buffers of `window_bytes`: reduce rounds of half a buffer (two flag waits, a
+/// copy in, a slice reduced, the slices copied out), broadcast rounds of a whole
+/// buffer (a flag wait, a copy in, a copy out).
+pub(crate) fn window_seconds(bytes: usize, l: usize, window: LinkCost, window_bytes: usize) -> f64 {
+    if l <= 1 {
+        return 0.0;
+    }
+    let s = bytes as f64;
+    let reduce_rounds = (s / (window_bytes as f64 / 2.0)).ceil().max(1.0);
+    let bcast_rounds = (s / window_bytes as f64).ceil().max(1.0);
+    window.time(2.0 * reduce_rounds + bcast_rounds, 4.0 * s) + s * GAMMA
+}
+
+/// Picks flat or hierarchical for an all_reduce of `bytes` over the hosts of
+/// `layout` (`window_bytes`: the windows' buffer size), and the plan of the
+/// schedule over links. `forced` is `TUTTI_ALGO` (`hier`, or a flat link
+/// algorithm) and `TUTTI_CHUNK_BYTES`.
+pub(crate) fn plan_spread(
+    bytes: usize,
+    layout: &super::layout::Layout,
+    window_bytes: usize,
+    max_message: usize,
+    forced: (Option<Algo>, Option<usize>),
+) -> Spread {
+    let n = layout.host_of.len();
+    let h = layout.hosts.len();
+    let costs = layout.costs;
+    let leaders = || plan_all_reduce(bytes, h, costs.leaders, max_message, (None, forced.1));
+    let flat = |algo: Option<Algo>| {
+        Spread::Flat(plan_all_reduce(
+            bytes,
+            n,
+            costs.ring,
+            max_message,
+            (algo, forced.1),
+        ))
+    };
+    if !layout.is_hierarchical() {
+        return flat(forced.0.filter(|a| a.uses_links()));
+    }
+    match forced.0 {
+        Some(Algo::Hier) => return Spread::Hier(leaders()),
+        Some(a) if a.uses_links() => return flat(Some(a)),
+        _ => {}
+    }
+    let flat_chunk = forced
+        .1
+        .unwrap_or_else(|| pick_chunk(bytes / n.max(1), max_message));
+    let flat_t = flat_seconds(bytes, n, costs.ring, costs.mesh, flat_chunk, max_message);
+    let lp = leaders();
+    let hier_t = window_seconds(bytes, layout.max_local(), costs.window, window_bytes)
+        + flat_seconds(
+            bytes,
+            h,
+            costs.leaders,
+            costs.leaders,
+            lp.chunk,
+            max_message,
+        );
+    if hier_t <= flat_t {
+        Spread::Hier(lp)
+    } else {
+        flat(None)
+    }
 }
 
 /// How an all_reduce runs on the same-host window.

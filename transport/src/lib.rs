@@ -15,6 +15,9 @@
 //!   the peer's registered receive ring, credits written back;
 //! - [`faulty`]: a wrapper that drops, delays, corrupts or cuts messages, for tests.
 //!
+//! [`registry`] lists the transports in priority order (the same-host window, shm,
+//! rdma, tcp) and picks one per pair of ranks; `TUTTI_TRANSPORT` narrows it.
+//!
 //! This crate knows nothing about dtypes or devices: reductions go through the
 //! [`ByteReducer`] the caller hands in. Links are set up through a [`Rendezvous`]
 //! (a Store, in `tutti`). Every blocking call takes a [`Deadline`]; a dead peer or a
@@ -31,6 +34,7 @@ pub mod p2p;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 mod reducer;
+pub mod registry;
 mod rendezvous;
 pub mod shm;
 pub mod tcp;

@@ -1,0 +1,365 @@
+//! Hierarchical collectives, for groups whose ranks sit on several hosts: the
+//! window inside each host, the links between one leader per host (the host's lowest
+//! rank), as NCCL reduces inside a node before crossing the network.
+//!
+//! - all_reduce: reduce inside each host to its leader (the window's `reduce`, or
+//!   the small-message lines for tiny buffers), all_reduce between the leaders (ring,
+//!   double binary tree or one hop, pipelined in chunks over their links, chosen by
+//!   the tuner for the leaders' links), broadcast inside each host.
+//! - all_gather: gather inside each host to its leader, all_gather of the hosts'
+//!   blocks between the leaders (a ring over their links), broadcast inside each host.
+//! - reduce_scatter: reduce inside each host to its leader, reduce_scatter of the
+//!   hosts' blocks between the leaders, scatter inside each host.
+//!
+//! Results are exact and independent of timing: each host folds its ranks in rank
+//! order (the window algorithms), and the leaders' schedule folds the hosts' partial
+//! results in an order fixed by the layout, so a float result has the same bits on
+//! every rank and from one call to the next (not necessarily the bits of a flat
+//! fold over all ranks in rank order). The final step of `Avg` and `PreMulSum` runs
+//! once, on the whole result.
+
+use tutti_intra as intra;
+use tutti_ring::Schedule;
+use tutti_transport::window::{Addr, HostExec, LINE_PAYLOAD, Window};
+use tutti_transport::{ByteReducer, Deadline, ReduceError, TransportError};
+
+use super::ProcessGroup;
+use super::links::SubLinks;
+use super::options::Algo;
+use super::paths::Paths;
+use super::small;
+use super::tuner::Plan;
+
+type TResult<T> = std::result::Result<T, TransportError>;
+
+/// A reducer whose final step is left out (the partial results of a hierarchical
+/// schedule are combined again; the final step runs once at the end).
+pub(crate) struct Partial<'a>(pub &'a dyn ByteReducer);
+
+impl ByteReducer for Partial<'_> {
+    fn element_size(&self) -> usize {
+        self.0.element_size()
+    }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        self.0.reduce_inplace(dst, src)
+    }
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
+        self.0.reduce(dst, a, b)
+    }
+    fn finalize(&self, _dst: &mut [u8]) -> Result<(), ReduceError> {
+        Ok(())
+    }
+}
+
+fn addr_mut(b: &mut [u8]) -> Addr {
+    b.as_mut_ptr() as Addr
+}
+
+fn addr(b: &[u8]) -> Addr {
+    b.as_ptr() as Addr
+}
+
+/// This rank's place in the hierarchy.
+struct Place {
+    /// The leaders, in host order.
+    leaders: Vec<usize>,
+    /// This rank's host index, when it is its host's leader.
+    leader_index: Option<usize>,
+}
+
+impl ProcessGroup {
+    fn place(&self) -> Place {
+        let layout = &self.inner.layout;
+        let leaders = layout.leaders();
+        let h = layout.host_of[self.rank()];
+        Place {
+            leader_index: (leaders[h] == self.rank()).then_some(h),
+            leaders,
+        }
+    }
+
+    fn window<'a>(&self, paths: &'a Paths) -> TResult<&'a Window> {
+        paths.window.as_deref().ok_or_else(|| {
+            TransportError::InvalidArgument("hierarchical schedule without a window".into())
+        })
+    }
+
+    /// The leaders' schedule over their links.
+    fn leaders_schedule<'a>(
+        &self,
+        sub: &'a mut SubLinks<'_>,
+        index: usize,
+        chunk: usize,
+        dl: Deadline,
+    ) -> Schedule<'a> {
+        Schedule {
+            rank: index,
+            size: sub.ranks.len(),
+            links: sub,
+            chunk,
+            deadline: dl,
+        }
+    }
+
+    /// Hierarchical all_reduce into `buf` (of `input`, or of `buf` itself), without
+    /// the final step (the caller runs it). `leaders` is the tuner's plan for the
+    /// leaders' all_reduce.
+    pub(super) fn all_reduce_hier(
+        &self,
+        paths: &mut Paths,
+        reducer: &dyn ByteReducer,
+        input: Option<&[u8]>,
+        buf: &mut [u8],
+        leaders: Plan,
+        dl: Deadline,
+    ) -> TResult<()> {
+        let partial = Partial(reducer);
+        let len = buf.len();
+        let place = self.place();
+        // 1. Inside the host: the host's reduction lands in the leader's `buf`.
+        {
+            let w = self.window(paths)?;
+            if w.members() == 1 {
+                if let Some(i) = input {
+                    buf.copy_from_slice(i);
+                }
+            } else if len <= LINE_PAYLOAD {
+                small::all_reduce(w, &partial, input, buf, dl)?;
+            } else {
+                let out = addr_mut(buf);
+                let inp = input.map_or(out, addr);
+                let mut e = HostExec::new(w, Some(&partial), 0, dl, "all_reduce");
+                intra::reduce(&mut e, 0, inp, out, len)?;
+            }
+        }
+        // 2. Between the hosts' leaders, over their links.
+        let max_message = paths.links.max_message;
+        if let Some(index) = place.leader_index
+            && place.leaders.len() > 1
+        {
+            let mut sub = SubLinks {
+                links: &mut paths.links,
+                ranks: &place.leaders,
+            };
+            let mut s = self.leaders_schedule(&mut sub, index, leaders.chunk, dl);
+            match leaders.algo {
+                Algo::Direct if len <= max_message => {
+                    tutti_ring::all_reduce_direct(&mut s, buf, &partial)?
+                }
+                Algo::Tree => tutti_tree::all_reduce(&mut s, buf, &partial)?,
+                _ => tutti_ring::all_reduce(&mut s, buf, &partial)?,
+            }
+        }
+        // 3. Inside the host: the leader's result to every member.
+        let w = self.window(paths)?;
+        if w.members() > 1 {
+            let elem = reducer.element_size();
+            let mut e = HostExec::new(w, None, elem, dl, "all_reduce");
+            intra::broadcast(&mut e, 0, addr_mut(buf), len)?;
+        }
+        Ok(())
+    }
+
+    /// Hierarchical all_gather: `output` (`size` blocks of `input.len()` bytes)
+    /// receives every rank's `input`. The leader gathers its host's blocks in place,
+    /// the leaders exchange their hosts' blocks over their links, and each leader
+    /// broadcasts the whole result on its window.
+    pub(super) fn all_gather_hier(
+        &self,
+        paths: &mut Paths,
+        elem: usize,
+        input: &[u8],
+        output: &mut [u8],
+        chunk: usize,
+        dl: Deadline,
+    ) -> TResult<()> {
+        let layout = self.inner.layout.clone();
+        let block = input.len();
+        let place = self.place();
+        let host = &layout.hosts[layout.host_of[self.rank()]];
+        // 1. The host's blocks, each at its rank's place in the leader's output.
+        {
+            let w = self.window(paths)?;
+            let lens = vec![block; host.len()];
+            let displs: Vec<usize> = host.iter().map(|&r| r * block).collect();
+            let mut e = HostExec::new(w, None, elem, dl, "all_gather");
+            intra::gather_v(&mut e, 0, addr(input), addr_mut(output), &lens, &displs)?;
+        }
+        // 2. The leaders exchange their hosts' blocks: each leader sends the blocks
+        //    of its host and receives every other host's, along a ring.
+        if let Some(index) = place.leader_index
+            && place.leaders.len() > 1
+        {
+            let mut sub = SubLinks {
+                links: &mut paths.links,
+                ranks: &place.leaders,
+            };
+            let s = self.leaders_schedule(&mut sub, index, chunk, dl);
+            exchange_host_blocks(s, &layout.hosts, block, output)?;
+        }
+        // 3. The whole result to every member of the host.
+        let w = self.window(paths)?;
+        if w.members() > 1 {
+            let mut e = HostExec::new(w, None, elem, dl, "all_gather");
+            intra::broadcast(&mut e, 0, addr_mut(output), output.len())?;
+        }
+        Ok(())
+    }
+
+    /// Hierarchical reduce_scatter, without the final step: `input` holds `size`
+    /// blocks of `output.len()` bytes; rank `r` receives the reduction of every
+    /// rank's block `r`. The leader reduces its host's inputs, the leaders
+    /// reduce-scatter the hosts' block sets over their links, and each leader
+    /// scatters its host's blocks on its window.
+    pub(super) fn reduce_scatter_hier(
+        &self,
+        paths: &mut Paths,
+        reducer: &dyn ByteReducer,
+        input: &[u8],
+        output: &mut [u8],
+        chunk: usize,
+        dl: Deadline,
+    ) -> TResult<()> {
+        let partial = Partial(reducer);
+        let layout = self.inner.layout.clone();
+        let block = output.len();
+        let place = self.place();
+        let host = &layout.hosts[layout.host_of[self.rank()]];
+        // 1. The host's reduction of the whole input, in the leader's `acc`.
+        let mut acc = if place.leader_index.is_some() {
+            vec![0u8; input.len()]
+        } else {
+            Vec::new()
+        };
+        {
+            let w = self.window(paths)?;
+            if w.members() == 1 {
+                acc.copy_from_slice(input);
+            } else {
+                let out = if acc.is_empty() {
+                    addr(input)
+                } else {
+                    addr_mut(&mut acc)
+                };
+                let mut e = HostExec::new(w, Some(&partial), 0, dl, "reduce_scatter");
+                intra::reduce(&mut e, 0, addr(input), out, input.len())?;
+            }
+        }
+        // 2. The leaders reduce-scatter the hosts' block sets.
+        if let Some(index) = place.leader_index
+            && place.leaders.len() > 1
+        {
+            let mut sub = SubLinks {
+                links: &mut paths.links,
+                ranks: &place.leaders,
+            };
+            let s = self.leaders_schedule(&mut sub, index, chunk, dl);
+            reduce_scatter_host_blocks(s, &layout.hosts, block, &mut acc, &partial)?;
+        }
+        // 3. Each member's block from its leader.
+        let w = self.window(paths)?;
+        let elem = reducer.element_size();
+        let lens = vec![block; host.len()];
+        let displs: Vec<usize> = host.iter().map(|&r| r * block).collect();
+        let src = if acc.is_empty() {
+            addr(input)
+        } else {
+            addr(&acc)
+        };
+        let mut e = HostExec::new(w, None, elem, dl, "reduce_scatter");
+        intra::scatter_v(&mut e, 0, src, &lens, &displs, addr_mut(output))
+    }
+}
+
+/// The leaders' ring reduce-scatter of whole hosts' block sets: in step `k` leader
+/// `i` sends its partial reduction of host `i - k - 1`'s blocks to leader `i + 1`
+/// and folds leader `i - 1`'s partial reduction of host `i - k - 2`'s blocks into
+/// its own, so that after `H - 1` steps leader `i` holds the full reduction of its
+/// own host's blocks (folded in an order fixed by the layout).
+fn reduce_scatter_host_blocks(
+    s: Schedule<'_>,
+    hosts: &[Vec<usize>],
+    block: usize,
+    acc: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> TResult<()> {
+    let h = s.size;
+    let (next, prev) = (s.next(), s.prev());
+    let chunk = s.chunk.max(1);
+    let dl = s.deadline;
+    for k in 0..h - 1 {
+        let send_host = (s.rank + 2 * h - k - 1) % h;
+        let recv_host = (s.rank + 2 * h - k - 2) % h;
+        let (tx, rx) = s.links.pair(next, prev)?;
+        let sends = pieces(&hosts[send_host], block, chunk);
+        let recvs = pieces(&hosts[recv_host], block, chunk);
+        let (mut i, mut j) = (0, 0);
+        while i < sends.len() || j < recvs.len() {
+            if i < sends.len() {
+                let (off, len) = sends[i];
+                tutti_transport::ops::send(tx, &acc[off..off + len], len, dl)?;
+                i += 1;
+            }
+            if j < recvs.len() {
+                let (off, len) = recvs[j];
+                tutti_transport::ops::recv_reduce(rx, &mut acc[off..off + len], reducer, dl)?;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The leaders' ring exchange of whole hosts' blocks: in step `k` leader `i` sends
+/// the blocks of host `i - k` to leader `i + 1` and receives those of host
+/// `i - k - 1` from leader `i - 1`, block by block in chunks, so that after `H - 1`
+/// steps every leader's `output` holds every host's blocks at their ranks' places.
+fn exchange_host_blocks(
+    s: Schedule<'_>,
+    hosts: &[Vec<usize>],
+    block: usize,
+    output: &mut [u8],
+) -> TResult<()> {
+    let h = s.size;
+    let (next, prev) = (s.next(), s.prev());
+    let chunk = s.chunk.max(1);
+    let dl = s.deadline;
+    for k in 0..h - 1 {
+        let send_host = (s.rank + h - k) % h;
+        let recv_host = (s.rank + h - k - 1) % h;
+        let (tx, rx) = s.links.pair(next, prev)?;
+        // Send and receive chunk by chunk, interleaved, so that bounded link
+        // buffers never hold up both neighbours.
+        let sends: Vec<(usize, usize)> = pieces(&hosts[send_host], block, chunk);
+        let recvs: Vec<(usize, usize)> = pieces(&hosts[recv_host], block, chunk);
+        let (mut i, mut j) = (0, 0);
+        while i < sends.len() || j < recvs.len() {
+            if i < sends.len() {
+                let (off, len) = sends[i];
+                tutti_transport::ops::send(tx, &output[off..off + len], len, dl)?;
+                i += 1;
+            }
+            if j < recvs.len() {
+                let (off, len) = recvs[j];
+                tutti_transport::ops::recv(rx, &mut output[off..off + len], dl)?;
+                j += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `(offset, length)` pieces of at most `chunk` bytes covering the blocks of `ranks`
+/// in an output of `block`-byte blocks.
+fn pieces(ranks: &[usize], block: usize, chunk: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for &r in ranks {
+        let mut off = 0;
+        while off < block {
+            let len = chunk.min(block - off);
+            out.push((r * block + off, len));
+            off += len;
+        }
+    }
+    out
+}

@@ -1,0 +1,50 @@
+//! The TCP entry: framed messages over several sockets per peer, on any pair of
+//! ranks (loopback on one host).
+
+use super::{Endpoint, LinkCost, OpenCtx, Purpose, Topology, Transport};
+use crate::tcp::{TcpConfig, TcpEndpoint};
+use crate::{Deadline, Link, Rendezvous, Result};
+
+pub(super) struct Tcp;
+
+impl Transport for Tcp {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn can_connect(&self, _: &Topology, _: usize, _: usize) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
+    fn cost(&self, _: &Topology, _: usize, _: usize) -> LinkCost {
+        LinkCost::tcp()
+    }
+
+    fn open(&self, ctx: &OpenCtx<'_>) -> Result<Box<dyn Endpoint>> {
+        let mut cfg = TcpConfig::from_env(ctx.topo.ranks_on_host_of(ctx.rank));
+        cfg.abort = ctx.abort.clone();
+        let prefix = match ctx.purpose {
+            Purpose::Collectives => ctx.prefix.to_string(),
+            Purpose::PointToPoint => {
+                // One connection per peer: the bridge's records are small and in order.
+                cfg.sockets = 1;
+                format!("{}/p2p", ctx.prefix)
+            }
+        };
+        let ep = TcpEndpoint::bind(cfg, ctx.rank, &prefix)?;
+        ep.publish(ctx.rdv)?;
+        Ok(Box::new(ep))
+    }
+}
+
+impl Endpoint for TcpEndpoint {
+    fn connect(
+        &mut self,
+        rdv: &dyn Rendezvous,
+        peer: usize,
+        peer_name: &str,
+        deadline: Deadline,
+    ) -> Result<Link> {
+        TcpEndpoint::connect(self, rdv, peer, peer_name, deadline)
+    }
+}
