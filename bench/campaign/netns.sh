@@ -43,6 +43,7 @@ cleanup() {
         ip netns del "$(ns "$i")" 2>/dev/null || true
     done
     ip link del "$bridge" 2>/dev/null || true
+    rm -rf /tmp/ompi-tnb"$id"-* /dev/shm/ompi-tnb"$id"-*
 }
 trap cleanup EXIT
 ip link add "$bridge" type bridge
@@ -106,10 +107,14 @@ if command -v mpicc.openmpi >/dev/null && [ -f "$peers/mpi_allreduce.c" ]; then
     agent=$OUT/.netns-agent
     cat >"$agent" <<EOF
 #!/bin/sh
-# launch agent for mpirun: "agent [options] HOST COMMAND..." -> COMMAND in namespace HOST
+# launch agent for mpirun: "agent [options] HOST COMMAND..." -> COMMAND in namespace HOST.
+# Every namespace has the same host name, so each gets its own session directory and
+# vader backing directory (else their shared-memory files would collide).
 while [ \$# -gt 0 ]; do case "\$1" in -*) shift ;; *) break ;; esac; done
 host=\$1; shift
-exec ip netns exec "\$host" sh -c "\$*"
+mkdir -p "/tmp/ompi-\$host" "/dev/shm/ompi-\$host"
+exec ip netns exec "\$host" env OMPI_MCA_orte_tmpdir_base="/tmp/ompi-\$host" \\
+    OMPI_MCA_btl_vader_backing_directory="/dev/shm/ompi-\$host" sh -c "\$*"
 EOF
     chmod +x "$agent"
     : >"$OUT/.hostfile"

@@ -32,7 +32,10 @@ def runs(pattern, time_col, bw_col, wrong_col=None):
                 continue
             f = line.split()
             if len(f) > max(time_col, bw_col) and f[0].isdigit():
-                rows[int(f[0])] = (float(f[time_col]), float(f[bw_col]))
+                try:
+                    rows[int(f[0])] = (float(f[time_col]), float(f[bw_col]))
+                except ValueError:
+                    continue
                 if wrong_col is not None and len(f) > wrong_col and f[wrong_col] not in ('0', 'N/A'):
                     print(f'WRONG ELEMENTS in {path}: {line.strip()}')
         if rows:

@@ -252,6 +252,57 @@ mod tests {
         );
     }
 
+    fn layout(hosts: usize, per_host: usize, cores: usize) -> super::super::layout::Layout {
+        use tutti_transport::registry::{PeerInfo, Selection, Topology};
+        let topo = Topology {
+            peers: (0..hosts * per_host)
+                .map(|r| PeerInfo {
+                    host: format!("h{}", r / per_host),
+                    cores,
+                    usable: vec!["window".into(), "shm".into(), "tcp".into()],
+                })
+                .collect(),
+            threads: false,
+        };
+        super::super::layout::Layout::new(&topo, &Selection::auto())
+    }
+
+    #[test]
+    fn several_hosts_go_hierarchical_for_latency_and_forced_choices_win() {
+        let l = layout(4, 4, 8);
+        let spread = |b: usize, forced| plan_spread(b, &l, 512 << 10, 512 << 10, (forced, None));
+        for b in [8, 4096, 64 << 10, 1 << 20] {
+            assert!(
+                matches!(spread(b, None), Spread::Hier(_)),
+                "{b}: {:?}",
+                spread(b, None)
+            );
+        }
+        assert!(matches!(
+            spread(256 << 20, Some(Algo::Hier)),
+            Spread::Hier(_)
+        ));
+        assert!(matches!(
+            spread(8, Some(Algo::Ring)),
+            Spread::Flat(Plan {
+                algo: Algo::Ring,
+                ..
+            })
+        ));
+        // One rank per host, or one host: nothing to be hierarchical about.
+        let flat = layout(4, 1, 8);
+        assert!(matches!(
+            plan_spread(
+                1 << 20,
+                &flat,
+                512 << 10,
+                512 << 10,
+                (Some(Algo::Hier), None)
+            ),
+            Spread::Flat(_)
+        ));
+    }
+
     #[test]
     fn chunks_are_multiples_of_16_within_the_message_limit() {
         for seg in [0, 1, 100, 5000, 1 << 20, 1 << 30] {
