@@ -7,7 +7,9 @@
 # (TUTTI_ALGO=hier: reduce inside each host, ring/tree between the 4 leaders, broadcast
 # inside) and the tuner's choice, repeats interleaved; then Open MPI on the same
 # namespaces (one orted per namespace, started by an `ip netns exec` launch agent, vader
-# inside a namespace and the tcp BTL between them) when mpirun.openmpi is there.
+# inside a namespace and the tcp BTL between them; yielding when idle, as Open MPI does
+# by itself when it knows that its processes outnumber the cores) when mpirun.openmpi
+# is there.
 #
 #   heavy bench/campaign/netns.sh [REPEATS]      # default 3; needs root and iproute2
 #   SIZES="-b 8 -e 16M -f 4" OUT=dir bench/campaign/netns.sh 1
@@ -128,7 +130,8 @@ ompi_cfg() {
     # shellcheck disable=SC2086
     timeout 900 mpirun.openmpi --allow-run-as-root --oversubscribe -np $WORLD \
         --hostfile "$OUT/.hostfile" --mca plm_rsh_agent "$agent" \
-        --mca btl self,vader,tcp --mca btl_tcp_if_include "10.214.$octet.0/24" \
+        --mca pml ob1 --mca btl self,vader,tcp --mca btl_tcp_if_include "10.214.$octet.0/24" \
+        --mca mpi_yield_when_idle 1 \
         --mca oob_tcp_if_include "10.214.$octet.0/24" \
         "$ompi_bin" ${SIZES:--b 8 -e 64M -f 4} -t 0.5 >>"$f" 2>&1 || log "openmpi rep $REP failed (see $f)"
 }
