@@ -6,8 +6,9 @@
 //!
 //! - `hierarchical_collectives_across_namespaces`: the layout and the transports
 //!   each rank sees; all_reduce (hierarchical as the tuner picks it, forced
-//!   hierarchical, and the flat ring), all_gather and reduce_scatter checked element
-//!   by element against a CPU reference, bit-identical on every rank.
+//!   hierarchical, and the flat ring), all_gather, broadcast and reduce_scatter
+//!   checked element by element against a CPU reference, bit-identical on every
+//!   rank.
 //! - `a_lost_host_fails_every_survivor_within_5s`: all_reduce in a loop; one
 //!   namespace's processes are killed mid-collective; every survivor must fail
 //!   within 5 s with an error naming the lost host's ranks.
@@ -146,7 +147,7 @@ fn correctness_worker() {
             all_reduce_case::<f64>(g, case + 2, count, ReduceOp::Avg, false);
             phase(&format!("group {gi} all_reduce count={count}"));
         }
-        // all_gather and reduce_scatter (hierarchical on `auto` and `hier`).
+        // all_gather, broadcast and reduce_scatter (hierarchical on `auto` and `hier`).
         for count in [1usize, 1000, 4099] {
             case += 10;
             let ins: Vec<Vec<u8>> = (0..WORLD)
@@ -158,6 +159,20 @@ fn correctness_worker() {
                 all == ins.concat(),
                 "group {gi} all_gather u8 count={count}"
             );
+            // broadcast from a leader, a rank that leads no host, the last rank.
+            for root in [0, 5, WORLD - 1] {
+                let want: Vec<u8> = input(case + 3, root, count, ReduceOp::Sum);
+                let mut b = if rank == root {
+                    want.clone()
+                } else {
+                    vec![0u8; count]
+                };
+                g.broadcast(&mut b, root).unwrap();
+                assert!(
+                    b == want,
+                    "group {gi} broadcast u8 root={root} count={count}"
+                );
+            }
             reduce_scatter_case::<i32>(g, case + 1, count, ReduceOp::Max);
             reduce_scatter_case::<f32>(g, case + 2, count, ReduceOp::Sum);
             phase(&format!(

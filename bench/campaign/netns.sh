@@ -12,7 +12,8 @@
 # is there.
 #
 #   heavy bench/campaign/netns.sh [REPEATS]      # default 3; needs root and iproute2
-#   SIZES="-b 8 -e 16M -f 4" OUT=dir bench/campaign/netns.sh 1
+#   SIZES="-b 8 -e 16M -f 4" CONFIGS="hier openmpi" OUT=dir bench/campaign/netns.sh 1
+#   (TUTTI_* variables in the environment reach every tutti rank)
 #
 # Results land in $OUT (default bench/campaign/out-netns-<date>): one file per
 # configuration and repeat (rank 0's table), machine.txt; summarize_netns.py prints the
@@ -136,11 +137,16 @@ ompi_cfg() {
         "$ompi_bin" ${SIZES:--b 8 -e 64M -f 4} -t 0.5 >>"$f" 2>&1 || log "openmpi rep $REP failed (see $f)"
 }
 
+CONFIGS=${CONFIGS:-ring hier auto openmpi}
 for REP in $(seq 1 "$REPEATS"); do
-    tutti_cfg ring ring
-    tutti_cfg hier hier
-    tutti_cfg auto ""
-    ompi_cfg
+    for c in $CONFIGS; do
+        case $c in
+        ring) tutti_cfg ring ring ;;
+        hier) tutti_cfg hier hier ;;
+        auto) tutti_cfg auto "" ;;
+        openmpi) ompi_cfg ;;
+        esac
+    done
 done
 rm -f "$ompi_bin" "$OUT/.netns-agent" "$OUT/.hostfile"
 python3 "$here/summarize_netns.py" "$OUT" | tee "$OUT/summary.md"

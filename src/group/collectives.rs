@@ -87,9 +87,10 @@ impl ProcessGroup {
         self.inner.opts.algo
     }
 
-    /// Whether the collectives without a cost model (all_gather, reduce_scatter)
-    /// run hierarchically: ranks on several hosts, some sharing one, and no flat
-    /// link algorithm forced.
+    /// Whether broadcast, all_gather and reduce_scatter run hierarchically: ranks on
+    /// several hosts, some sharing one, and no flat link algorithm forced (they cross
+    /// the network with fewer, larger messages, and the window is the cheaper path
+    /// inside a host; bench/RESULTS.md has the measurements).
     fn hierarchical(&self) -> bool {
         self.inner.layout.is_hierarchical() && !self.forced().is_some_and(Algo::uses_links)
     }
@@ -183,12 +184,10 @@ impl ProcessGroup {
                     self.all_reduce_window(w, &reducer, input, buf, dl)?;
                     Ok(false)
                 }
-                (_, window) => {
-                    let window_bytes = window.as_ref().map_or(0, |w| w.data_bytes());
+                _ => {
                     let spread = plan_spread(
                         buf.len(),
                         &self.inner.layout,
-                        window_bytes,
                         paths.links.max_message,
                         (self.forced(), self.inner.opts.chunk),
                     );
@@ -292,6 +291,18 @@ impl ProcessGroup {
                 (Route::Window, Some(w)) => {
                     let mut e = HostExec::new(w, None, dtype.size(), dl, "broadcast");
                     intra::broadcast(&mut e, root, addr_mut(buf), buf.len())
+                }
+                _ if self.hierarchical() => {
+                    let layout = &self.inner.layout;
+                    let o = &self.inner.opts;
+                    let leaders = plan_all_reduce(
+                        buf.len(),
+                        layout.hosts.len(),
+                        layout.costs.leaders,
+                        paths.links.max_message,
+                        (None, o.chunk),
+                    );
+                    self.broadcast_hier(paths, dtype.size(), buf, root, leaders, dl)
                 }
                 _ => {
                     let links = &mut paths.links;

@@ -6,6 +6,8 @@
 //!   the small-message lines for tiny buffers), all_reduce between the leaders (ring,
 //!   double binary tree or one hop, pipelined in chunks over their links, chosen by
 //!   the tuner for the leaders' links), broadcast inside each host.
+//! - broadcast: from the root on its host's window, between the leaders from the
+//!   root's leader (tree or chain), from each leader on its window.
 //! - all_gather: gather inside each host to its leader, all_gather of the hosts'
 //!   blocks between the leaders (a ring over their links), broadcast inside each host.
 //! - reduce_scatter: reduce inside each host to its leader, reduce_scatter of the
@@ -60,21 +62,20 @@ fn addr(b: &[u8]) -> Addr {
 }
 
 /// This rank's place in the hierarchy.
-struct Place {
+struct Place<'a> {
     /// The leaders, in host order.
-    leaders: Vec<usize>,
+    leaders: &'a [usize],
     /// This rank's host index, when it is its host's leader.
     leader_index: Option<usize>,
 }
 
 impl ProcessGroup {
-    fn place(&self) -> Place {
+    fn place(&self) -> Place<'_> {
         let layout = &self.inner.layout;
-        let leaders = layout.leaders();
         let h = layout.host_of[self.rank()];
         Place {
-            leader_index: (leaders[h] == self.rank()).then_some(h),
-            leaders,
+            leader_index: (layout.leaders[h] == self.rank()).then_some(h),
+            leaders: &layout.leaders,
         }
     }
 
@@ -139,7 +140,7 @@ impl ProcessGroup {
         {
             let mut sub = SubLinks {
                 links: &mut paths.links,
-                ranks: &place.leaders,
+                ranks: place.leaders,
             };
             let mut s = self.leaders_schedule(&mut sub, index, leaders.chunk, dl);
             match leaders.algo {
@@ -160,6 +161,59 @@ impl ProcessGroup {
         Ok(())
     }
 
+    /// Hierarchical broadcast of the root's `buf`: on the root's host from the root
+    /// on the window (when it is not the leader), between the leaders from the root's
+    /// leader over their links (a tree or a chain, as `leaders` says), then from each
+    /// other leader on its window.
+    pub(super) fn broadcast_hier(
+        &self,
+        paths: &mut Paths,
+        elem: usize,
+        buf: &mut [u8],
+        root: usize,
+        leaders: Plan,
+        dl: Deadline,
+    ) -> TResult<()> {
+        let layout = &self.inner.layout;
+        let place = self.place();
+        let (mine, root_host) = (layout.host_of[self.rank()], layout.host_of[root]);
+        let root_member = layout.hosts[root_host]
+            .iter()
+            .position(|&r| r == root)
+            .unwrap_or(0);
+        let len = buf.len();
+        // 1. The root's host, when the root is not its leader: the leader gets it too.
+        if mine == root_host && root_member != 0 {
+            let w = self.window(paths)?;
+            let mut e = HostExec::new(w, None, elem, dl, "broadcast");
+            intra::broadcast(&mut e, root_member, addr_mut(buf), len)?;
+        }
+        // 2. Between the leaders, from the root's host's.
+        if let Some(index) = place.leader_index
+            && place.leaders.len() > 1
+        {
+            let mut sub = SubLinks {
+                links: &mut paths.links,
+                ranks: place.leaders,
+            };
+            let mut s = self.leaders_schedule(&mut sub, index, leaders.chunk, dl);
+            match leaders.algo {
+                Algo::Tree => tutti_tree::broadcast(&mut s, buf, root_host)?,
+                _ => tutti_ring::broadcast(&mut s, buf, root_host)?,
+            }
+        }
+        // 3. Every other host (and the root's, when the root leads it): from the
+        //    leader.
+        if mine != root_host || root_member == 0 {
+            let w = self.window(paths)?;
+            if w.members() > 1 {
+                let mut e = HostExec::new(w, None, elem, dl, "broadcast");
+                intra::broadcast(&mut e, 0, addr_mut(buf), len)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Hierarchical all_gather: `output` (`size` blocks of `input.len()` bytes)
     /// receives every rank's `input`. The leader gathers its host's blocks in place,
     /// the leaders exchange their hosts' blocks over their links, and each leader
@@ -173,7 +227,7 @@ impl ProcessGroup {
         chunk: usize,
         dl: Deadline,
     ) -> TResult<()> {
-        let layout = self.inner.layout.clone();
+        let layout = &self.inner.layout;
         let block = input.len();
         let place = self.place();
         let host = &layout.hosts[layout.host_of[self.rank()]];
@@ -192,7 +246,7 @@ impl ProcessGroup {
         {
             let mut sub = SubLinks {
                 links: &mut paths.links,
-                ranks: &place.leaders,
+                ranks: place.leaders,
             };
             let s = self.leaders_schedule(&mut sub, index, chunk, dl);
             exchange_host_blocks(s, &layout.hosts, block, output)?;
@@ -221,7 +275,7 @@ impl ProcessGroup {
         dl: Deadline,
     ) -> TResult<()> {
         let partial = Partial(reducer);
-        let layout = self.inner.layout.clone();
+        let layout = &self.inner.layout;
         let block = output.len();
         let place = self.place();
         let host = &layout.hosts[layout.host_of[self.rank()]];
@@ -251,7 +305,7 @@ impl ProcessGroup {
         {
             let mut sub = SubLinks {
                 links: &mut paths.links,
-                ranks: &place.leaders,
+                ranks: place.leaders,
             };
             let s = self.leaders_schedule(&mut sub, index, chunk, dl);
             reduce_scatter_host_blocks(s, &layout.hosts, block, &mut acc, &partial)?;

@@ -13,6 +13,8 @@ pub(crate) struct Layout {
     pub hosts: Vec<Vec<usize>>,
     /// The host index of every rank.
     pub host_of: Vec<usize>,
+    /// The leader (lowest rank) of every host, in host order.
+    pub leaders: Vec<usize>,
     /// What a hop costs on each kind of path.
     pub costs: Costs,
 }
@@ -23,12 +25,8 @@ pub(crate) struct Layout {
 pub(crate) struct Costs {
     /// The flat ring over every rank in rank order (`r -> r+1`).
     pub ring: LinkCost,
-    /// Any pair of ranks (trees, one-hop exchanges).
-    pub mesh: LinkCost,
     /// Between the hosts' leaders.
     pub leaders: LinkCost,
-    /// A round on the slowest host's window.
-    pub window: LinkCost,
 }
 
 const ZERO: LinkCost = LinkCost {
@@ -55,7 +53,7 @@ impl Layout {
             }
             hosts.push(members);
         }
-        let link = |a: usize, b: usize| sel.cost(topo, a, b, false);
+        let link = |a: usize, b: usize| sel.cost(topo, a, b);
         let mut ring = ZERO;
         if n > 1 {
             for r in 0..n {
@@ -69,42 +67,21 @@ impl Layout {
                 between = between.worst(link(a, b));
             }
         }
-        let mut mesh = ring.worst(between);
-        let mut window = ZERO;
-        for h in &hosts {
-            for &m in &h[1..] {
-                mesh = mesh.worst(link(h[0], m));
-            }
-            if h.len() > 1 {
-                window = window.worst(sel.cost(topo, h[0], h[1], true));
-            }
-        }
         Layout {
             hosts,
             host_of,
+            leaders,
             costs: Costs {
                 ring,
-                mesh,
                 leaders: between,
-                window,
             },
         }
-    }
-
-    /// The leader (lowest rank) of every host, in host order.
-    pub fn leaders(&self) -> Vec<usize> {
-        self.hosts.iter().map(|h| h[0]).collect()
     }
 
     /// Whether a hierarchical schedule means anything here: several hosts, and at
     /// least one of them with several ranks.
     pub fn is_hierarchical(&self) -> bool {
         self.hosts.len() > 1 && self.hosts.len() < self.host_of.len()
-    }
-
-    /// The most ranks on one host.
-    pub fn max_local(&self) -> usize {
-        self.hosts.iter().map(Vec::len).max().unwrap_or(1)
     }
 }
 
@@ -137,7 +114,7 @@ mod tests {
         let l = Layout::new(&t, &Selection::auto());
         assert_eq!(l.hosts, vec![vec![0, 2], vec![1, 4], vec![3]]);
         assert_eq!(l.host_of, vec![0, 1, 0, 2, 1]);
-        assert_eq!(l.leaders(), vec![0, 1, 3]);
+        assert_eq!(l.leaders, vec![0, 1, 3]);
         assert!(l.is_hierarchical());
         assert_eq!(l.costs.leaders, LinkCost::tcp());
         assert_eq!(l.costs.ring, LinkCost::tcp());

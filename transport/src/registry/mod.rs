@@ -411,17 +411,9 @@ impl Selection {
         }
     }
 
-    /// The cost of one hop between `a` and `b`: the window's when it joins them
-    /// and `window` is set, else the link's (a pair without a link: +inf).
-    pub fn cost(&self, topo: &Topology, a: usize, b: usize, window: bool) -> LinkCost {
-        if window
-            && let Some(t) = self
-                .entries
-                .iter()
-                .find(|t| t.shape() == Shape::Window && t.can_connect(topo, a, b).is_ok())
-        {
-            return t.cost(topo, a, b);
-        }
+    /// The cost of one hop on the link between `a` and `b` (+inf for a pair no
+    /// selected entry links).
+    pub fn cost(&self, topo: &Topology, a: usize, b: usize) -> LinkCost {
         match self.link(topo, a, b) {
             Some(t) => t.cost(topo, a, b),
             None => LinkCost {
