@@ -64,7 +64,7 @@ for i in $(seq 0 $((HOSTS - 1))); do
 done
 
 {
-    echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs)"
+    echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs, family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs))"
     echo "# kernel: $(uname -r); commit: $(git -C "$root" rev-parse --short HEAD); $WORLD ranks in $HOSTS namespaces of $PER_HOST on a bridge"
 } >"$OUT/machine.txt"
 

@@ -96,11 +96,13 @@ pub(crate) enum Spread {
 /// size: between hosts it sends fewer messages (`2(H-1)` hops instead of `2(n-1)`)
 /// and fewer bytes per host (`2(H-1)/H` of the buffer through the leader's link
 /// instead of `2(n-1)/n`), and inside a host the window is the cheap path. Measured
-/// on 16 ranks in 4 network namespaces it beat the flat ring at every size from 8 B
-/// to 64 MiB, 1.2x to 3.6x (bench/RESULTS.md); an alpha-beta comparison of the two
-/// (window rounds plus the leaders' schedule against the flat ring) ranked the flat
-/// ring first from 4 MiB, where it measured 1.3-1.7x slower, so the layout alone
-/// decides. The leaders' plan comes from their links' cost ([`plan_all_reduce`]).
+/// on 16 ranks in 4 network namespaces on one 2-core machine (bench/RESULTS.md), it
+/// was 1.7-3.6x faster than the flat ring up to 256 KiB, and from 1 MiB on within
+/// this machine's noise of it (0.6-1.7x, varying between sittings); an alpha-beta
+/// comparison of the two (window rounds plus the leaders' schedule against the
+/// flat ring) ranked the flat ring first from 4 MiB, which no sitting confirmed, so
+/// the layout alone decides. The leaders' plan comes from their links' cost
+/// ([`plan_all_reduce`]).
 pub(crate) fn plan_spread(
     bytes: usize,
     layout: &super::layout::Layout,
