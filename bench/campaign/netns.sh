@@ -78,12 +78,14 @@ tutti_cfg() { # name TUTTI_ALGO
     local bands=("-b 8 -e 8 -n 2000 -w 200" "-b 64K -e 1M -f 4 -n 100 -w 10" "-b 4M -e 16M -f 4 -n 10 -w 2" "-b 64M -e 64M -n 3 -w 1")
     [ -n "$SIZES" ] && bands=("$SIZES")
     for band in "${bands[@]}"; do
-        port=$((20000 + RANDOM % 20000))
+        # Below the ephemeral range (32768-60999), where the links' ports of the
+        # previous band may still linger.
+        port=$((10000 + RANDOM % 20000))
         # shellcheck disable=SC2206
         args=(all_reduce -d float -o sum -a 3 --no-progress $band)
         local pids=()
         for r in $(seq 0 $((WORLD - 1))); do
-            ip netns exec "$(ns $((r / PER_HOST)))" env RANK=$r WORLD_SIZE=$WORLD \
+            timeout 900 ip netns exec "$(ns $((r / PER_HOST)))" env RANK=$r WORLD_SIZE=$WORLD \
                 LOCAL_RANK=$((r % PER_HOST)) LOCAL_WORLD_SIZE=$PER_HOST \
                 MASTER_ADDR="$(addr 0)" MASTER_PORT=$port TUTTI_JOB_TOKEN=netns-$id \
                 TUTTI_HOST_ID=netns-host-$((r / PER_HOST)) TUTTI_ALGO="$algo" \

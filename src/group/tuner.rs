@@ -97,8 +97,8 @@ pub(crate) enum Spread {
 /// and fewer bytes per host (`2(H-1)/H` of the buffer through the leader's link
 /// instead of `2(n-1)/n`), and inside a host the window is the cheap path. Measured
 /// on 16 ranks in 4 network namespaces on one 2-core machine (bench/RESULTS.md), it
-/// was 1.7-3.6x faster than the flat ring up to 256 KiB, and from 1 MiB on within
-/// this machine's noise of it (0.6-1.7x, varying between sittings); an alpha-beta
+/// was 1.7-4x faster than the flat ring up to 256 KiB, and from 1 MiB on 0.6-2.2x of
+/// it depending on the sitting (this machine's noise); an alpha-beta
 /// comparison of the two (window rounds plus the leaders' schedule against the
 /// flat ring) ranked the flat ring first from 4 MiB, which no sitting confirmed, so
 /// the layout alone decides. The leaders' plan comes from their links' cost
