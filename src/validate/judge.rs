@@ -74,7 +74,7 @@ impl Rules<'_> {
                 out.min = bound.min;
                 out.max = bound.max;
                 if let Some(lo) = bound.min
-                    && !(value >= lo)
+                    && (value < lo || value.is_nan())
                 {
                     notes.push(format!(
                         "{}: {} is below the required {} ({})",
@@ -85,7 +85,7 @@ impl Rules<'_> {
                     ));
                 }
                 if let Some(hi) = bound.max
-                    && !(value <= hi)
+                    && (value > hi || value.is_nan())
                 {
                     notes.push(format!(
                         "{}: {} is above the allowed {} ({})",
@@ -151,11 +151,12 @@ fn yes_no(b: bool) -> &'static str {
 pub fn relative_fail(m: &Metric, value: f64, median: f64, fraction: f64) -> bool {
     let ratio = value / median;
     let beyond = match m.better {
-        Better::Higher => !(ratio >= fraction),
-        Better::Lower => !(ratio <= 1.0 / fraction),
+        Better::Higher => ratio < fraction || ratio.is_nan(),
+        Better::Lower => ratio > 1.0 / fraction || ratio.is_nan(),
         Better::Flag | Better::Bounded => false,
     };
-    beyond && !((value - median).abs() <= m.slack)
+    let distance = (value - median).abs();
+    beyond && (distance > m.slack || distance.is_nan())
 }
 
 fn relative_note(

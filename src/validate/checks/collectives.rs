@@ -377,12 +377,16 @@ pub fn attribute(b: &[Vec<u64>], subject: &dyn Fn(usize) -> Subject) -> Vec<(Sub
         }
     }
     let mut receivers = Vec::new();
-    for d in 0..n {
+    // Column `d` of the matrix: what `d` received wrong from each source.
+    let received: Vec<Vec<u64>> = (0..n)
+        .map(|d| b.iter().map(|row| row[d]).collect())
+        .collect();
+    for (d, from) in received.iter().enumerate() {
         let srcs: Vec<usize> = (0..n)
-            .filter(|&s| s != d && b[s][d] > 0 && !senders.contains(&s))
+            .filter(|&s| s != d && from[s] > 0 && !senders.contains(&s))
             .collect();
         if srcs.len() >= 2 {
-            let total: u64 = srcs.iter().map(|&s| b[s][d]).sum();
+            let total: u64 = srcs.iter().map(|&s| from[s]).sum();
             out.push((
                 subject(d),
                 format!(

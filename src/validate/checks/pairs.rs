@@ -12,6 +12,9 @@ use super::super::report::Subject;
 use super::super::runner::Ctx;
 use crate::ProcessGroup;
 
+/// A measured pair `(a, b)`: its result, or the error its lower rank saw.
+pub type PairOutcome = (usize, usize, Result<PairResult, String>);
+
 /// What one pair measured.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairResult {
@@ -178,14 +181,14 @@ pub fn measure_turns(
     what: &str,
     turns: &[Vec<(usize, usize)>],
     cfg: &PairConfig,
-) -> Result<Vec<(usize, usize, Result<PairResult, String>)>, ValidateError> {
+) -> Result<Vec<PairOutcome>, ValidateError> {
     let pg = ctx.group();
     let me = pg.rank();
     let members: Vec<Vec<usize>> = turns
         .iter()
         .map(|t| t.iter().flat_map(|&(a, b)| [a, b]).collect())
         .collect();
-    let mut mine: Vec<(usize, usize, Result<PairResult, String>)> = Vec::new();
+    let mut mine: Vec<PairOutcome> = Vec::new();
     let total = turns.len();
     let progress = &mut ctx.progress;
     ctx.xchg.take_turns::<()>(what, &members, |t| {

@@ -9,7 +9,7 @@ use super::super::judge::{common_members, spread};
 use super::super::report::{CheckResult, Status, Subject};
 use super::super::runner::{Ctx, title};
 use super::super::topology::Topology;
-use super::pairs::{self, PairConfig, PairResult};
+use super::pairs::{self, PairConfig, PairOutcome};
 
 const ID: &str = "shm.pairs";
 const BW: &str = "shm.pair_bandwidth_gbps";
@@ -23,8 +23,6 @@ const CONFIG: PairConfig = PairConfig {
 
 /// How many times a suspect pair is measured again.
 const RETRIES: usize = 2;
-
-type PairOutcome = (usize, usize, Result<PairResult, String>);
 
 /// How pairs are described and grouped for judging.
 pub struct PairView<'a> {

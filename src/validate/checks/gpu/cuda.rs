@@ -116,9 +116,20 @@ fn enable_peer(a: &Arc<CudaContext>, b: &Arc<CudaContext>) -> Result<bool, Strin
     }
 }
 
-/// Copy bandwidth from device `a` to `b` and back, GB/s, and whether peer access
-/// was possible.
-pub fn peer(a: usize, b: usize) -> Result<(f64, f64, bool), String> {
+/// Copy bandwidth between two GPUs of a node.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerCopy {
+    /// From the first device to the second, GB/s.
+    pub a_to_b: f64,
+    /// From the second device to the first, GB/s.
+    pub b_to_a: f64,
+    /// Whether peer access could be enabled (else the copies staged through the host).
+    pub peer_access: bool,
+}
+
+/// Copy bandwidth from device `a` to `b` and back, and whether peer access was
+/// possible.
+pub fn peer(a: usize, b: usize) -> Result<PeerCopy, String> {
     let ca = gpu::open_device(a).map_err(|e| e.to_string())?;
     let cb = gpu::open_device(b).map_err(|e| e.to_string())?;
     let p = enable_peer(&ca, &cb)? & enable_peer(&cb, &ca)?;
@@ -136,32 +147,45 @@ pub fn peer(a: usize, b: usize) -> Result<(f64, f64, bool), String> {
         sa.memcpy_dtod(&bufb, &mut bufa)
             .map_err(cuda("cuMemcpyPeer"))
     })?;
-    Ok((bytes as f64 / ab / 1e9, bytes as f64 / ba / 1e9, p))
+    Ok(PeerCopy {
+        a_to_b: bytes as f64 / ab / 1e9,
+        b_to_a: bytes as f64 / ba / 1e9,
+        peer_access: p,
+    })
+}
+
+/// The reduction kernels of one GPU against the CPU kernels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelCheck {
+    /// Elements compared.
+    pub compared: u64,
+    /// Elements that differ from the CPU's.
+    pub wrong: u64,
+    /// The (dtype, op) cases that differ, described.
+    pub cases: Vec<String>,
 }
 
 /// Runs every (dtype, op) reduction kernel and its final pass on device `ordinal`
-/// against the CPU kernels; returns (elements compared, wrong, the wrong cases).
-pub fn kernels(ordinal: usize) -> Result<(u64, u64, Vec<String>), String> {
+/// against the CPU kernels.
+pub fn kernels(ordinal: usize) -> Result<KernelCheck, String> {
     let ctx = gpu::open_device(ordinal).map_err(|e| e.to_string())?;
     let k = GpuKernels::load(&ctx).map_err(|e| e.to_string())?;
     let stream = ctx.new_stream().map_err(cuda("cuStreamCreate"))?;
-    let mut compared = 0u64;
-    let mut wrong = 0u64;
-    let mut cases = Vec::new();
+    let mut out = KernelCheck::default();
     for &dt in dtypes() {
         for op in ReduceOp::valid_for(dt, 0.5) {
             let (n, w) = with_value!(dt, T, { one::<T>(&k, &stream, dt, op) })?;
-            compared += n;
-            wrong += w;
+            out.compared += n;
+            out.wrong += w;
             if w > 0 {
-                cases.push(format!(
+                out.cases.push(format!(
                     "{} {op}: {w} of {n} differ from the CPU",
                     dt.short_name()
                 ));
             }
         }
     }
-    Ok((compared, wrong, cases))
+    Ok(out)
 }
 
 /// One (dtype, op): `a op b` then the final pass (over 2 "ranks"), GPU against CPU.

@@ -154,10 +154,10 @@ struct RankGpus {
     unavailable: Option<String>,
     /// (device, result) per measured device.
     copies: Vec<(u32, Result<cuda::CopyResult, String>)>,
-    /// (device, elements, wrong, cases) per device.
-    kernels: Vec<(u32, Result<(u64, u64, Vec<String>), String>)>,
-    /// (a, b, a->b, b->a, peer access) per pair (the node's lowest rank).
-    peers: Vec<(u32, u32, Result<(f64, f64, bool), String>)>,
+    /// (device, result) per device.
+    kernels: Vec<(u32, Result<cuda::KernelCheck, String>)>,
+    /// (a, b, result) per pair (measured by the node's lowest rank).
+    peers: Vec<(u32, u32, Result<cuda::PeerCopy, String>)>,
 }
 
 /// The level 2 GPU checks.
@@ -261,7 +261,11 @@ pub fn device_checks(ctx: &mut Ctx) -> Result<Vec<CheckResult>, ValidateError> {
                 b: *b,
             };
             match res {
-                Ok((ab, ba, peer)) => {
+                Ok(cuda::PeerCopy {
+                    a_to_b: ab,
+                    b_to_a: ba,
+                    peer_access: peer,
+                }) => {
                     pairs.push((s.clone(), ab.min(*ba)));
                     p2p.details.push(format!(
                         "{s}: {} GB/s ({a}->{b}) / {} GB/s ({b}->{a}), peer access {}",
@@ -279,13 +283,13 @@ pub fn device_checks(ctx: &mut Ctx) -> Result<Vec<CheckResult>, ValidateError> {
         }
         for (d, res) in &g.kernels {
             match res {
-                Ok((n, w, cases)) => {
-                    compared += n;
-                    wrong += w;
-                    if *w > 0 {
+                Ok(k) => {
+                    compared += k.compared;
+                    wrong += k.wrong;
+                    if k.wrong > 0 {
                         kern.fail(
                             gpu(&node, *d),
-                            format!("GPU {d} of {node}: {}", list(cases)),
+                            format!("GPU {d} of {node}: {}", list(&k.cases)),
                         );
                     }
                 }
