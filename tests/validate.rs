@@ -6,19 +6,16 @@
 //! between two of four namespaces joined by a full mesh of veth pairs, thresholds
 //! this machine cannot meet, and a missing GPU with and without `--require gpu`.
 
+mod netns;
+mod ranks;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
+use netns::Mesh;
+use ranks::{free_port, serial, wait_all};
 use serde_json::Value;
-
-/// The tests start several rank processes each on a 2-core machine: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn tutti() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tutti"))
@@ -28,34 +25,6 @@ fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tutti-validate-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Waits for `children`, killing them all after `timeout`.
-fn wait_all(children: Vec<Child>, timeout: Duration) -> Vec<Output> {
-    let start = Instant::now();
-    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
-    loop {
-        let running = children
-            .iter_mut()
-            .flatten()
-            .map(|c| c.try_wait().ok().flatten().is_none())
-            .filter(|&r| r)
-            .count();
-        if running == 0 {
-            break;
-        }
-        if start.elapsed() > timeout {
-            for c in children.iter_mut().flatten() {
-                let _ = c.kill();
-            }
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    children
-        .into_iter()
-        .map(|c| c.unwrap().wait_with_output().unwrap())
-        .collect()
 }
 
 fn text(o: &Output) -> String {
@@ -88,14 +57,6 @@ fn validate(args: &[&str], env: &[(&str, String)]) -> Output {
         cmd.env(k, v);
     }
     wait_all(vec![cmd.spawn().unwrap()], Duration::from_secs(150)).remove(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `n` processes of `tutti validate ARGS`, one per rank, with torchrun's variables
@@ -360,6 +321,23 @@ fn thresholds_this_machine_cannot_meet_fail_with_measured_and_required() {
     }
     assert_eq!(culprits(mem).len(), 2, "both ranks are named: {mem:#}");
 
+    // `--class none`: no shipped class, only the relative rule and built-in minimums.
+    let out = validate(
+        &[
+            "--nranks",
+            "1",
+            "--check",
+            "host.inventory",
+            "--class",
+            "none",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read_json(&json)["thresholds"]["name"], "relative");
+
     // A file with a typo is an error (exit 2) naming the key, before any rank starts.
     std::fs::write(
         &file,
@@ -442,143 +420,17 @@ fn a_missing_gpu_skips_with_the_reason_or_fails_when_required() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Four network namespaces ("nodes"), each pair joined by its own veth pair: node
-/// `i` owns 10.<net>.0.<i+1> on each of its veths and routes to node `j` through
-/// the veth to `j`, so a qdisc on one veth pair shapes exactly one pair of nodes.
-struct Mesh {
-    ns: Vec<String>,
-    net: u32,
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("running ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-impl Mesh {
-    fn dev(&self, i: usize, j: usize) -> String {
-        format!("tv{}x{i}{j}", self.net)
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("10.{}.0.{}", self.net, i + 1)
-    }
-
-    fn create(n: usize) -> Result<Mesh, String> {
-        let id = std::process::id();
-        let mesh = Mesh {
-            ns: (0..n).map(|i| format!("tutti-v{id}-{i}")).collect(),
-            net: 100 + id % 150,
-        };
-        for ns in &mesh.ns {
-            ip(&["netns", "add", ns])?;
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        for i in 0..n {
-            for j in i + 1..n {
-                let (a, b) = (mesh.dev(i, j), mesh.dev(j, i));
-                ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
-                ip(&["link", "set", &a, "netns", &mesh.ns[i]])?;
-                ip(&["link", "set", &b, "netns", &mesh.ns[j]])?;
-            }
-        }
-        for i in 0..n {
-            for j in (0..n).filter(|&j| j != i) {
-                let (ns, dev) = (&mesh.ns[i], mesh.dev(i, j));
-                ip(&[
-                    "-n",
-                    ns,
-                    "addr",
-                    "add",
-                    &format!("{}/32", mesh.addr(i)),
-                    "dev",
-                    &dev,
-                ])?;
-                ip(&["-n", ns, "link", "set", &dev, "up"])?;
-            }
-            for j in (0..n).filter(|&j| j != i) {
-                let (ns, dev) = (&mesh.ns[i], mesh.dev(i, j));
-                ip(&[
-                    "-n",
-                    ns,
-                    "route",
-                    "add",
-                    &format!("{}/32", mesh.addr(j)),
-                    "dev",
-                    &dev,
-                    "src",
-                    &mesh.addr(i),
-                ])?;
-            }
-        }
-        Ok(mesh)
-    }
-
-    /// Rate-limits the veth pair between nodes `i` and `j`, both directions.
-    fn limit(&self, i: usize, j: usize, rate: &str) -> Result<(), String> {
-        for (a, b) in [(i, j), (j, i)] {
-            let dev = self.dev(a, b);
-            ip(&[
-                "netns",
-                "exec",
-                &self.ns[a],
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &dev,
-                "root",
-                "tbf",
-                "rate",
-                rate,
-                "burst",
-                "64kb",
-                "latency",
-                "100ms",
-            ])
-            .map_err(|e| format!("tc tbf: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Mesh {
-    fn drop(&mut self) {
-        for ns in &self.ns {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
-fn netns_unavailable(reason: String) {
-    if std::env::var("TUTTI_REQUIRE_NETNS").as_deref() == Ok("1") {
-        panic!("network namespaces unavailable: {reason}");
-    }
-    eprintln!("SKIPPED: {reason}");
-}
-
 #[test]
 fn a_slow_link_between_two_of_four_nodes_is_named() {
     let _g = serial();
     let mesh = match Mesh::create(4) {
         Ok(m) => m,
         Err(reason) => {
-            return netns_unavailable(format!("network namespaces unavailable: {reason}"));
+            return netns::unavailable(format!("network namespaces unavailable: {reason}"));
         }
     };
     if let Err(reason) = mesh.limit(1, 3, "200mbit") {
-        return netns_unavailable(reason);
+        return netns::unavailable(reason);
     }
     let dir = scratch("links");
     let json = dir.join("report.json");

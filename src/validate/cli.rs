@@ -41,8 +41,9 @@ pub struct ValidateArgs {
     /// Thresholds file (format tutti-validate-thresholds/1, see --print-thresholds).
     #[arg(long, value_name = "FILE", conflicts_with = "class")]
     pub thresholds: Option<PathBuf>,
-    /// A shipped machine class: h100, h200, a100 (default: the class matching the
-    /// GPUs NVML reports, else relative rules and built-in minimums only).
+    /// A shipped machine class: h100, h200, a100, or none (relative rules and
+    /// built-in minimums only). Default: the class matching the GPUs NVML reports,
+    /// else none.
     #[arg(long, value_name = "NAME")]
     pub class: Option<String>,
     /// Fraction of the peers' median below which a rank, pair, link or GPU fails
@@ -97,6 +98,9 @@ impl ValidateArgs {
     pub fn options(&self) -> Result<ValidateOptions, ValidateError> {
         let thresholds = match (&self.thresholds, &self.class) {
             (Some(path), _) => Some(Thresholds::load(path)?),
+            (None, Some(class)) if class.trim().eq_ignore_ascii_case("none") => {
+                Some(Thresholds::relative(thresholds::DEFAULT_FRACTION))
+            }
             (None, Some(class)) => Some(Thresholds::builtin(class)?),
             (None, None) => None,
         };

@@ -28,7 +28,7 @@ pub enum ValidateError {
     },
 
     /// A machine class that tutti does not ship.
-    #[error("unknown machine class {0:?} (shipped classes: {names})", names = crate::validate::thresholds::builtin_names().join(", "))]
+    #[error("unknown machine class {0:?} (shipped classes: {names}; or none)", names = crate::validate::thresholds::builtin_names().join(", "))]
     UnknownClass(String),
 
     /// An option has a value outside its range.

@@ -199,8 +199,11 @@ fn consistency(ctx: &Ctx) -> CheckResult {
     let facts: [Fact; 8] = [
         ("CPU model", |i| i.cpu_model.clone()),
         ("CPUs online", |i| i.cpus_online.to_string()),
-        // Memory within 2 %: round to 2 % steps of the value.
-        ("memory", |i| format!("{:.0} GiB", i.memory_gib.round())),
+        // Memory to the nearest 4 GiB: firmware and kernels reserve slightly
+        // different amounts on equal nodes.
+        ("memory", |i| {
+            format!("{:.0} GiB", (i.memory_gib / 4.0).round() * 4.0)
+        }),
         ("NUMA nodes", |i| i.numa_nodes.to_string()),
         ("GPU count", |i| i.gpus.len().to_string()),
         ("GPU model", |i| {
