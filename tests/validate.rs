@@ -370,6 +370,10 @@ fn a_missing_gpu_skips_with_the_reason_or_fails_when_required() {
             "1",
             "--check",
             "gpu",
+            // No machine class: a shipped class (auto-selected from the GPU model)
+            // describes a full 8-GPU node, and GPU test machines may have one GPU.
+            "--class",
+            "none",
             "--json",
             json.to_str().unwrap(),
         ];
