@@ -16,11 +16,14 @@
 //!   utilities over them.
 //! - [`launch`] (the `tutti-launch` crate): the launcher (`tutti run`,
 //!   torchrun-compatible) and its library API ([`launch::Launcher`]).
+//! - [`validate`]: hardware validation (`tutti validate`): levels of checks whose
+//!   verdicts name the bad rank, pair, link, node or GPU ([`validate::Validator`]).
 
 pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod group;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use group::{GroupOptions, ProcessGroup, Work, init};
