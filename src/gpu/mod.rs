@@ -34,6 +34,7 @@ pub(crate) mod exec;
 mod image;
 mod launch;
 mod module;
+mod probe;
 pub(crate) mod staging;
 pub(crate) mod window;
 
@@ -48,3 +49,4 @@ pub use image::{
 };
 pub use launch::FOLD_MAX;
 pub use module::{GpuKernels, KernelOrigin};
+pub use probe::{ProbeCheck, probe};
