@@ -439,7 +439,7 @@ fn matrix(pg: &ProcessGroup, dev: &Dev, level: Level, inputs: Inputs, large: boo
         for count in sizes(dtype, n) {
             for op in ops(dtype, level) {
                 seed += 1;
-                c.all_reduce(dtype, op, count, seed % 2 == 0, seed);
+                c.all_reduce(dtype, op, count, seed.is_multiple_of(2), seed);
                 c.reduce_scatter(dtype, op, count, seed);
                 c.reduce(dtype, op, count, seed);
             }

@@ -78,6 +78,9 @@ impl StageFlags {
     }
 }
 
+/// The host step of a staged collective: `(chunk index, input, output)`.
+pub type HostStep<'a> = dyn FnMut(usize, &mut [u8], &mut [u8]) -> Result<()> + 'a;
+
 /// A pinned host buffer shared by the stream operations and the host side of staged
 /// collectives (kept alive by both until the collective completed).
 pub type Pinned = Arc<PinnedHost>;
@@ -117,9 +120,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// The chunks of an element-wise collective over `len` bytes from `input` to
-    /// `output` (device addresses), `chunk` bytes at a time, in pinned buffers 0 and
-    /// 1. `read` and `write` say whether this rank copies its input in and the
-    /// result out (a broadcast's root only reads, a reduce's non-roots only read).
+    /// `output` (device addresses), `chunk` bytes at a time, alternating between
+    /// pinned buffers 0 and 1; `read` and `write` say whether this rank copies its
+    /// input in and the result out (a broadcast's root only reads, a reduce's
+    /// non-roots only read).
     pub fn chunked(
         base: u64,
         input: CUdeviceptr,
@@ -240,7 +244,7 @@ impl Pipeline {
         bufs: &[Pinned],
         deadline: Option<Instant>,
         alive: &dyn Fn() -> Result<()>,
-        step: &mut dyn FnMut(usize, &mut [u8], &mut [u8]) -> Result<()>,
+        step: &mut HostStep<'_>,
     ) -> Result<()> {
         let r = (|| -> Result<()> {
             for (i, c) in self.chunks.iter().enumerate() {

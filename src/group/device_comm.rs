@@ -278,7 +278,7 @@ fn flag_hub(name: &str) -> Arc<WindowHub> {
     let mut g = HUBS.lock().unwrap_or_else(|p| p.into_inner());
     g.get_or_insert_with(HashMap::new)
         .entry(name.to_string())
-        .or_insert_with(WindowHub::new)
+        .or_default()
         .clone()
 }
 

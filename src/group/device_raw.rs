@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn host_memory_is_detected_and_a_false_claim_is_an_error() {
-        let v = vec![1u32; 16];
+        let v = [1u32; 16];
         let p = v.as_ptr().cast::<c_void>();
         assert_eq!(MemoryKind::of(p).unwrap(), MemoryKind::Host);
         assert_eq!(
