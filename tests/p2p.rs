@@ -401,6 +401,21 @@ process_test!(processes_shm_exchange_64_mib, 2, penv("auto"), |g| {
     exchange(g, 16 << 20, false);
     exchange(g, 16 << 20, true);
 });
+process_test!(
+    processes_single_copy_exchange_and_ring_shift,
+    3,
+    {
+        // process_vm_readv straight from the sender's buffer (off by default).
+        let mut e = penv("auto");
+        e.push(("TUTTI_P2P_SINGLE_COPY", "all".into()));
+        e
+    },
+    |g| {
+        exchange_if_pair(g);
+        ring_shift(g, 3_000_001);
+        all_pairs_batch(g, 200_000);
+    }
+);
 process_test!(processes_tcp_exchange_64_mib, 2, penv("tcp"), |g| {
     exchange(g, 16 << 20, true);
 });

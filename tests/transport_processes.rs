@@ -352,7 +352,7 @@ fault_test!(
     "tcp",
     "corrupt:data:2",
     corrupt,
-    &[]
+    &[("TUTTI_TCP_CHECKSUM", "1".to_string())]
 );
 fault_test!(
     fault_shm_corrupted_message_fails_its_checksum,
@@ -426,4 +426,109 @@ fn refused_connection_times_out_within_the_deadline() {
         ranks::segments_of(&[std::process::id()]),
         Vec::<String>::new()
     );
+}
+
+/// Every rank of a TCP ring sends a whole receive queue's worth of messages to its
+/// successor before it receives from its predecessor: nobody reads while sending,
+/// so this only completes because a rank blocked on a full socket buffer drains its
+/// other links (there are no reader threads). Also checks that TCP links start no
+/// thread and that every byte arrives.
+#[test]
+fn tcp_ring_where_every_rank_sends_before_it_receives_completes() {
+    const N: usize = 4;
+    let Some(rank) = ranks::worker_rank() else {
+        let _serial = ranks::serial();
+        ranks::run_ranks(
+            "tcp_ring_where_every_rank_sends_before_it_receives_completes",
+            N,
+            &[],
+            Duration::from_secs(120),
+        );
+        return;
+    };
+    let store = ranks::store();
+    let rdv = StoreRendezvous(&*store);
+    let threads_before = ranks::thread_names().len();
+    let cfg = TcpConfig::from_env(N);
+    // The guaranteed buffering of one link: every slot of every socket, full.
+    let bytes = cfg.queue as usize * cfg.sockets * cfg.max_message;
+    let mut ep = TcpEndpoint::bind_addr(cfg, rank, "ring", [127, 0, 0, 1].into()).unwrap();
+    ep.publish(&rdv).unwrap();
+    let (next, prev) = ((rank + 1) % N, (rank + N - 1) % N);
+    let mut links: Vec<Option<Link>> = (0..N).map(|_| None).collect();
+    let mut peers = [next, prev];
+    peers.sort();
+    for p in peers {
+        links[p] = Some(ep.connect(&rdv, p, &format!("rank {p}"), long()).unwrap());
+    }
+    assert_eq!(
+        ranks::thread_names().len(),
+        threads_before,
+        "TCP links started threads: {:?}",
+        ranks::thread_names()
+    );
+    let mine = ranks::random_bytes(bytes, 40 + rank as u64);
+    let start = Instant::now();
+    {
+        let tx = &mut *links[next].as_mut().unwrap().tx;
+        let chunk = tx.max_message();
+        ops::send(tx, &mine, chunk, Deadline::after(Duration::from_secs(60))).unwrap();
+    }
+    let mut got = vec![0u8; bytes];
+    ops::recv(
+        &mut *links[prev].as_mut().unwrap().rx,
+        &mut got,
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .unwrap();
+    eprintln!(
+        "rank {rank}: {bytes} bytes around the ring in {:?}",
+        start.elapsed()
+    );
+    let want = ranks::random_bytes(bytes, 40 + prev as u64);
+    assert_eq!(
+        first_mismatch(&got, &want),
+        None,
+        "bytes from rank {prev} differ"
+    );
+    // Rank 0 serves the store: it leaves last.
+    store.add("ring/done", 1).unwrap();
+    while rank == 0 && store.add("ring/done", 0).unwrap() < N as i64 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Two ranks each send a full receive queue to the other before receiving: each one
+/// drains the other's frames while its own send waits for room.
+#[test]
+fn tcp_both_ranks_send_a_full_queue_before_receiving() {
+    let Some(rank) = ranks::worker_rank() else {
+        let _serial = ranks::serial();
+        ranks::run_ranks(
+            "tcp_both_ranks_send_a_full_queue_before_receiving",
+            2,
+            &[("TUTTI_SOCKETS_PER_PEER", "1".to_string())],
+            Duration::from_secs(120),
+        );
+        return;
+    };
+    let store = ranks::store();
+    let mut link = connect("tcp", &*store, "swap", rank, 1 - rank, long()).unwrap();
+    let cfg = TcpConfig::from_env(2);
+    let bytes = cfg.queue as usize * cfg.sockets * cfg.max_message;
+    let mine = ranks::random_bytes(bytes, 70 + rank as u64);
+    let chunk = link.tx.max_message();
+    ops::send(&mut *link.tx, &mine, chunk, long()).unwrap();
+    let mut got = vec![0u8; bytes];
+    ops::recv(&mut *link.rx, &mut got, long()).unwrap();
+    let want = ranks::random_bytes(bytes, 70 + (1 - rank) as u64);
+    assert_eq!(first_mismatch(&got, &want), None);
+    let mut b = [0u8; 1];
+    if rank == 0 {
+        ops::send(&mut *link.tx, &[7], 1, long()).unwrap();
+        ops::recv(&mut *link.rx, &mut b, long()).unwrap();
+    } else {
+        ops::recv(&mut *link.rx, &mut b, long()).unwrap();
+        ops::send(&mut *link.tx, &[7], 1, long()).unwrap();
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tutti_transport::bridge::Bridge;
-use tutti_transport::p2p::{Channel, Engine, EngineConfig};
+use tutti_transport::p2p::{Channel, Engine, EngineConfig, SingleCopy};
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
@@ -164,8 +164,10 @@ fn connect_engine(
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(DEFAULT_EAGER);
+    let single_copy = SingleCopy::from_env();
     let cfg = EngineConfig {
         eager_max,
+        single_copy,
         chunk: (window.ring_bytes() / 4).max(4096),
         budget: WaitBudget::for_local_ranks(local_ranks),
     };
@@ -227,6 +229,10 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
         (0..size).filter(|&r| same_host[r]).collect()
     };
     let local = LocalMap { members };
+    if local.members.len() > 1 {
+        // Measured once per host (cached): the first all_reduce should not pay for it.
+        let _ = super::probe::window_crossover(local.members.len());
+    }
     let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
     // Links: to every peer when some are on other hosts, when a link algorithm is
     // forced, or when TCP is.

@@ -34,6 +34,7 @@ mod links;
 mod options;
 mod p2p;
 mod paths;
+pub mod probe;
 mod raw;
 mod scope;
 mod small;

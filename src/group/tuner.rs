@@ -113,7 +113,9 @@ pub enum WindowPlan {
 }
 
 /// Picks the window all_reduce for `bytes` over `n` local ranks (`forced` from
-/// `TUTTI_ALGO`: `oneshot` or `twoshot`).
+/// `TUTTI_ALGO`: `oneshot` or `twoshot`): the small-message lines up to one cache
+/// line, then one-shot below the crossover the host probe measured for `n` ranks
+/// ([`super::probe`]), two-shot from it.
 pub fn plan_window(bytes: usize, n: usize, forced: Option<Algo>) -> WindowPlan {
     match forced {
         Some(Algo::TwoShot) => return WindowPlan::TwoShot,
@@ -124,7 +126,7 @@ pub fn plan_window(bytes: usize, n: usize, forced: Option<Algo>) -> WindowPlan {
     }
     if bytes <= tutti_transport::window::LINE_PAYLOAD {
         WindowPlan::Line
-    } else if n <= 2 || bytes <= 32 << 10 {
+    } else if bytes < super::probe::window_crossover(n).two_shot_from {
         WindowPlan::OneShot
     } else {
         WindowPlan::TwoShot

@@ -28,6 +28,8 @@ struct Slot<T> {
     result: Mutex<Option<Result<T, Arc<Error>>>>,
     done: Condvar,
     finished: AtomicBool,
+    /// Threads blocked on `done` (completion notifies only when there are some).
+    waiters: AtomicUsize,
     driver: Option<Arc<dyn Driver>>,
     /// Run once when the operation completes (joins count down through them).
     hooks: Mutex<Vec<Hook>>,
@@ -60,6 +62,7 @@ impl<T: Send + 'static> Work<T> {
             result: Mutex::new(None),
             done: Condvar::new(),
             finished: AtomicBool::new(false),
+            waiters: AtomicUsize::new(0),
             driver,
             hooks: Mutex::new(Vec::new()),
         });
@@ -104,6 +107,7 @@ impl<T: Send + 'static> Work<T> {
             d.drive(&|| self.finished(), until);
             return;
         }
+        self.slot.waiters.fetch_add(1, Ordering::SeqCst);
         let guard = self.lock();
         let still = |r: &mut Option<Result<T, Arc<Error>>>| r.is_none();
         let _g = match until {
@@ -121,6 +125,7 @@ impl<T: Send + 'static> Work<T> {
                     .0
             }
         };
+        self.slot.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The operation's error, if it failed (`None` while it runs or after success).
@@ -246,8 +251,10 @@ impl<T> Completer<T> {
 
 fn finish<T>(slot: &Slot<T>, r: Result<T, Arc<Error>>) {
     *slot.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-    slot.finished.store(true, Ordering::Release);
-    slot.done.notify_all();
+    slot.finished.store(true, Ordering::SeqCst);
+    if slot.waiters.load(Ordering::SeqCst) > 0 {
+        slot.done.notify_all();
+    }
     let hooks = std::mem::take(&mut *slot.hooks.lock().unwrap_or_else(|p| p.into_inner()));
     for h in hooks {
         h();

@@ -5,10 +5,11 @@
 //! that kind on this link): `drop:data:3` drops the third data message,
 //! `delay:any:2:1500` delays the second message by 1500 ms, `corrupt:data:1`
 //! flips a byte of the first data message *below* the link's checksum (so the
-//! receiver must detect it: on by default for TCP, `TUTTI_SHM_CHECKSUM=1` for shared
-//! memory), `cut:any:5` cuts the connection before the fifth message. Kinds: `data`
-//! (messages through the link's buffers), `single_copy` (large shared-memory
-//! messages read from the sender's memory), `any`. Rules come from code
+//! receiver must detect it: `TUTTI_TCP_CHECKSUM=1` for TCP, `TUTTI_SHM_CHECKSUM=1` for
+//! shared memory; a link without its checksum refuses to corrupt), `cut:any:5` cuts the
+//! connection before the fifth message. Kinds: `data` (messages through the link's
+//! buffers), `single_copy` (large messages sent from the sender's memory: shared-memory
+//! single copy, TCP sends of 64 KiB or more), `any`. Rules come from code
 //! ([`FaultPlan::parse`]) or from `TUTTI_FAULTS` (comma-separated).
 //!
 //! A dropped data message consumes its TCP sequence number: with one socket per peer

@@ -9,7 +9,8 @@
 //! - [`shm`]: shared memory between processes on one host (FIFOs of slots in
 //!   `/dev/shm`, futex waits, single-copy `process_vm_readv` for large messages),
 //!   and the in-process variant for ranks that are threads;
-//! - [`tcp`]: framed, checksummed messages over several sockets per peer;
+//! - [`tcp`]: framed messages over several sockets per peer, read by the waiting
+//!   thread itself (no reader threads), with an optional CRC32;
 //! - `rdma` (the `rdma` feature): RC queue pairs, RDMA writes with immediate into
 //!   the peer's registered receive ring, credits written back;
 //! - [`faulty`]: a wrapper that drops, delays, corrupts or cuts messages, for tests.

@@ -288,3 +288,92 @@ impl tutti_transport::SendHalf for NullSend {
         Ok(())
     }
 }
+
+/// Two TCP endpoints' links over loopback, made on two threads at once.
+fn tcp_pair(prefix: &'static str, cfg: TcpConfig) -> (Link, Link) {
+    let board = Arc::new(Board::default());
+    let hs: Vec<_> = (0..2)
+        .map(|r| {
+            let (board, cfg) = (board.clone(), cfg.clone());
+            std::thread::spawn(move || {
+                let mut ep = TcpEndpoint::bind_addr(cfg, r, prefix, [127, 0, 0, 1].into()).unwrap();
+                ep.publish(&*board).unwrap();
+                ep.connect(&*board, 1 - r, &format!("rank {}", 1 - r), deadline())
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut links = hs.into_iter().map(|h| h.join().unwrap());
+    (links.next().unwrap(), links.next().unwrap())
+}
+
+#[test]
+fn tcp_abort_unblocks_a_waiting_receiver() {
+    let cfg = TcpConfig::from_env(2);
+    let abort = cfg.abort.clone();
+    let (mut a, _b) = tcp_pair("t-abort", cfg);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        abort.abort();
+    });
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    // The peer never sends: only the abort ends this.
+    let err = ops::recv(&mut *a.rx, &mut buf, deadline()).unwrap_err();
+    t.join().unwrap();
+    assert!(matches!(err, TransportError::Aborted { .. }), "{err}");
+    assert!(err.to_string().contains("rank 1"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn tcp_send_to_a_peer_that_never_reads_times_out_naming_it() {
+    let (mut a, _b) = tcp_pair("t-full", TcpConfig::from_env(2));
+    let data = random(64 << 20, 3);
+    let d = Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let err = ops::send(&mut *a.tx, &data, 1 << 20, Deadline::after(d)).unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("rank 1"), "{err}");
+    // Deadlines read the coarse clock (a few ms of resolution).
+    assert!(
+        took + Duration::from_millis(50) >= d && took < d + Duration::from_secs(1),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn tcp_corruption_cannot_be_injected_without_the_checksum() {
+    let mut cfg = TcpConfig::from_env(2);
+    cfg.checksum = false;
+    let (a, _b) = tcp_pair("t-nocrc", cfg);
+    use tutti_transport::faulty::{FaultPlan, FaultySend};
+    let mut f = FaultySend::new(a.tx, FaultPlan::parse("corrupt:data:1").unwrap());
+    let err = ops::send(&mut f, &[1u8; 64], 64, deadline()).unwrap_err();
+    assert!(matches!(err, TransportError::InvalidArgument(_)), "{err}");
+    assert!(
+        err.to_string().contains("cannot inject corruption"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tcp_peer_dropping_its_link_is_peer_gone_at_once() {
+    let (mut a, b) = tcp_pair("t-drop", TcpConfig::from_env(2));
+    drop(b);
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    let err = ops::recv(&mut *a.rx, &mut buf, deadline()).unwrap_err();
+    assert!(matches!(err, TransportError::PeerGone { .. }), "{err}");
+    assert!(err.to_string().contains("rank 1"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+}

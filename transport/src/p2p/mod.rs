@@ -87,8 +87,40 @@ pub struct EngineConfig {
     pub eager_max: usize,
     /// Largest piece of a large message per record.
     pub chunk: usize,
+    /// When a large message between ranks of one host is read straight from the
+    /// sender's memory (one copy) instead of streamed through the ring (two).
+    pub single_copy: SingleCopy,
     /// How a waiting thread polls before it sleeps.
     pub budget: WaitBudget,
+}
+
+/// When the receiver of a large message reads it straight from the sender's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SingleCopy {
+    /// Never: always through the ring.
+    Off,
+    /// Between threads of one process (plain loads). The default: between
+    /// processes, `process_vm_readv` measured slower one way than the ring's two copies
+    /// on the machines this was tuned on (bench/RESULTS.md).
+    Threads,
+    /// Also between processes, with `process_vm_readv` where the kernel allows it.
+    Always,
+}
+
+impl SingleCopy {
+    /// From `TUTTI_P2P_SINGLE_COPY`: `0`/`off`, `threads` (the default), `1`/`all`.
+    pub fn from_env() -> SingleCopy {
+        match std::env::var("TUTTI_P2P_SINGLE_COPY")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "0" | "off" | "no" => SingleCopy::Off,
+            "1" | "all" | "always" | "yes" => SingleCopy::Always,
+            _ => SingleCopy::Threads,
+        }
+    }
 }
 
 /// What an operation's completion hands back: for receives, the rank the message came
@@ -201,8 +233,11 @@ impl Engine {
             len: data.len(),
             done: done.clone(),
         };
-        self.post(|st, sh| st.post_send(peer, tag, Box::new(out), deadline, sh));
-        self.wait_done(&done).map(|_| ())
+        self.post_and_wait(
+            |st, sh| st.post_send(peer, tag, Box::new(out), deadline, sh),
+            &done,
+        )
+        .map(|_| ())
     }
 
     /// Receives into `buf` from `src` (`None`: any peer) with `tag`; returns the rank
@@ -220,8 +255,10 @@ impl Engine {
             len: buf.len(),
             done: done.clone(),
         };
-        self.post(|st, sh| st.post_recv(src, tag, Box::new(inc), deadline, sh));
-        self.wait_done(&done)
+        self.post_and_wait(
+            |st, sh| st.post_recv(src, tag, Box::new(inc), deadline, sh),
+            &done,
+        )
     }
 
     /// Posts several operations at once (one lock), so that none of them can be seen
@@ -236,23 +273,51 @@ impl Engine {
         });
     }
 
-    /// Waits for a borrowed operation: drives progress until it completes. The
+    /// Posts a borrowed operation and drives progress until it completes. The
     /// operation cannot outlive this call: every operation completes, at the latest
-    /// when its deadline passes or the engine is aborted.
-    fn wait_done(&self, done: &Done) -> Result<usize> {
-        self.drive(&|| done.is_done(), None);
+    /// when its deadline passes or the engine is aborted. The caller counts as a
+    /// driver from before the post, so the background thread is not woken for it.
+    fn post_and_wait(&self, f: impl FnOnce(&mut State, &Shared), done: &Done) -> Result<usize> {
+        let sh = &self.shared;
+        sh.drivers.fetch_add(1, Ordering::AcqRel);
+        let finished = {
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut st, sh);
+            st.progress(sh);
+            st.take_finished()
+        };
+        run(sh, finished);
+        if !done.is_done() {
+            drive_loop(sh, &|| done.is_done(), None);
+        }
+        self.stop_driving();
         done.take()
     }
 
+    fn stop_driving(&self) {
+        let sh = &self.shared;
+        sh.drivers.fetch_sub(1, Ordering::AcqRel);
+        if sh.pending.load(Ordering::Acquire) > 0 && sh.drivers.load(Ordering::Acquire) == 0 {
+            let _g = sh.bg_wake.0.lock();
+            sh.bg_wake.1.notify_all();
+        }
+    }
+
     fn post(&self, f: impl FnOnce(&mut State, &Shared)) {
+        let sh = &self.shared;
         let finished = {
-            let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut st, &self.shared);
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut st, sh);
+            // Start it right away (a small send is often done here).
+            st.progress(sh);
             st.take_finished()
         };
-        run(finished);
-        // Wakes the background thread if it sleeps on the bell.
-        self.shared.bell.ring();
+        run(sh, finished);
+        // With nobody driving, the background thread takes over what is left.
+        if sh.drivers.load(Ordering::Acquire) == 0 && sh.pending.load(Ordering::Acquire) > 0 {
+            let _g = sh.bg_wake.0.lock();
+            sh.bg_wake.1.notify_all();
+        }
     }
 
     fn ensure_background(&self) {
@@ -272,14 +337,8 @@ impl Engine {
     pub fn drive(&self, done: &dyn Fn() -> bool, until: Option<Instant>) {
         let sh = &self.shared;
         sh.drivers.fetch_add(1, Ordering::AcqRel);
-        // A background thread asleep on the bell steps back.
-        sh.bell.ring();
         drive_loop(sh, done, until);
-        sh.drivers.fetch_sub(1, Ordering::AcqRel);
-        if sh.pending.load(Ordering::Acquire) > 0 && sh.drivers.load(Ordering::Acquire) == 0 {
-            let _g = sh.bg_wake.0.lock();
-            sh.bg_wake.1.notify_all();
-        }
+        self.stop_driving();
     }
 
     /// Fails every pending operation with `err` and refuses new ones (abort, or the
@@ -290,7 +349,7 @@ impl Engine {
             st.fail_all(&err, &self.shared);
             st.take_finished()
         };
-        run(finished);
+        run(&self.shared, finished);
     }
 
     /// Number of operations posted and not complete.
@@ -359,10 +418,16 @@ impl Batch<'_> {
     }
 }
 
-fn run(finished: Vec<Box<dyn FnOnce() + Send>>) {
+/// Runs the completions of finished operations (outside the state lock), then rings
+/// the doorbell so that a thread waiting for one of them stops sleeping.
+fn run(sh: &Shared, finished: Vec<Box<dyn FnOnce() + Send>>) {
+    if finished.is_empty() {
+        return;
+    }
     for f in finished {
         f();
     }
+    sh.bell.ring();
 }
 
 /// One pass over every channel, if no one else holds the state; returns whether
@@ -375,7 +440,7 @@ fn try_progress(sh: &Shared) -> bool {
     let finished = st.take_finished();
     drop(st);
     let any = moved || !finished.is_empty();
-    run(finished);
+    run(sh, finished);
     any
 }
 
@@ -388,23 +453,33 @@ fn check(sh: &Shared) {
         st.check(sh);
         st.take_finished()
     };
-    run(finished);
+    run(sh, finished);
 }
 
 fn drive_loop(sh: &Shared, done: &dyn Fn() -> bool, until: Option<Instant>) {
     let budget = sh.budget;
     let mut idle_since = Instant::now();
     let mut last_check = idle_since;
+    let mut idle_rounds: u32 = 0;
     loop {
         if done() {
             return;
         }
         if try_progress(sh) {
-            idle_since = Instant::now();
+            idle_rounds = 0;
             continue;
         }
         if done() {
             return;
+        }
+        // Reading the clock costs more than a pass over the rings: every 16 idle passes.
+        idle_rounds = idle_rounds.wrapping_add(1);
+        if idle_rounds == 1 {
+            idle_since = Instant::now();
+        }
+        if !idle_rounds.is_multiple_of(16) {
+            std::hint::spin_loop();
+            continue;
         }
         let now = Instant::now();
         if until.is_some_and(|u| now >= u) {
@@ -416,9 +491,6 @@ fn drive_loop(sh: &Shared, done: &dyn Fn() -> bool, until: Option<Instant>) {
         }
         let idle = now.duration_since(idle_since);
         if idle < budget.spin {
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
             continue;
         }
         if idle < budget.spin + budget.yields {
@@ -427,6 +499,7 @@ fn drive_loop(sh: &Shared, done: &dyn Fn() -> bool, until: Option<Instant>) {
         }
         let nap = until.map_or(NAP, |u| u.saturating_duration_since(now).min(NAP));
         sh.bell.sleep(nap, || done() || try_progress(sh));
+        idle_rounds = 0;
     }
 }
 
@@ -434,23 +507,33 @@ fn drive_loop(sh: &Shared, done: &dyn Fn() -> bool, until: Option<Instant>) {
 /// liveness again.
 const BACKGROUND_NAP: Duration = Duration::from_millis(20);
 
-/// The background thread: while no caller drives progress, it does, sleeping on the
-/// doorbell in between (so messages are taken in, and control records sent, even
-/// when nobody waits: strong progress); while a caller drives, it steps back.
+/// The background thread: while no caller drives progress and operations are pending,
+/// it does, sleeping on the doorbell in between; with nothing pending it still takes
+/// in what arrives (small messages nobody asked for yet) every few milliseconds, without
+/// sleeping on the doorbell (so that peers' messages do not wake it); while a caller
+/// drives, it steps back. Strong progress, without a thread hand-off on the fast path.
 fn background(sh: &Shared) {
     loop {
         if sh.stop.load(Ordering::Acquire) {
             return;
         }
-        if sh.drivers.load(Ordering::Acquire) > 0 {
+        let idle =
+            sh.drivers.load(Ordering::Acquire) > 0 || sh.pending.load(Ordering::Acquire) == 0;
+        if idle {
             let g = sh.bg_wake.0.lock().unwrap_or_else(|p| p.into_inner());
             let _g = sh
                 .bg_wake
                 .1
-                .wait_timeout_while(g, Duration::from_millis(50), |_| {
-                    !sh.stop.load(Ordering::Acquire) && sh.drivers.load(Ordering::Acquire) > 0
+                .wait_timeout_while(g, IDLE_POLL, |_| {
+                    !sh.stop.load(Ordering::Acquire)
+                        && (sh.drivers.load(Ordering::Acquire) > 0
+                            || sh.pending.load(Ordering::Acquire) == 0)
                 })
                 .unwrap_or_else(|p| p.into_inner());
+            if sh.drivers.load(Ordering::Acquire) == 0 {
+                try_progress(sh);
+                check(sh);
+            }
             continue;
         }
         if try_progress(sh) {
@@ -464,3 +547,6 @@ fn background(sh: &Shared) {
         });
     }
 }
+
+/// How often an idle background thread takes in unasked-for messages.
+const IDLE_POLL: Duration = Duration::from_millis(10);

@@ -2,11 +2,11 @@
 //! progress pass over every channel.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Condvar, Mutex};
 
-use super::protocol::{CTS, CTS_GO, CTS_REFUSE, DATA, EAGER, RTS};
-use super::{Channel, Completion, EngineConfig, Shared};
+use super::protocol::{CTS, CTS_GO, CTS_REFUSE, DATA, EAGER, FIN, RTS};
+use super::{Channel, Completion, EngineConfig, Shared, SingleCopy};
 use crate::{Deadline, Result, TransportError};
 
 type Finished = Box<dyn FnOnce() + Send>;
@@ -23,11 +23,11 @@ pub(crate) trait Incoming: Send {
     fn finish(self: Box<Self>, r: Completion) -> Finished;
 }
 
-/// Completion of a borrowed operation, waited for by its poster.
+/// Completion of a borrowed operation, waited for by its poster (which drives
+/// progress, sleeping on the doorbell; completions ring it).
 #[derive(Default)]
 pub(crate) struct Done {
     result: Mutex<Option<Completion>>,
-    cv: Condvar,
     flag: std::sync::atomic::AtomicBool,
 }
 
@@ -35,7 +35,6 @@ impl Done {
     fn set(&self, r: Completion) {
         *self.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         self.flag.store(true, Ordering::Release);
-        self.cv.notify_all();
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -165,6 +164,8 @@ struct RecvOp {
     src: Option<usize>,
     tag: u32,
     got: usize,
+    /// The sender's buffer, when this rank reads the message from it directly.
+    direct: Option<u64>,
     /// The message's sender, once matched.
     from: usize,
     inc: Box<dyn Incoming>,
@@ -188,6 +189,7 @@ enum Unexpected {
         tag: u32,
         len: usize,
         id: u64,
+        addr: u64,
     },
 }
 
@@ -209,8 +211,11 @@ struct PeerState {
     awaiting: HashMap<u64, SendOp>,
     /// CTS received: DATA to write, in order.
     streaming: VecDeque<SendOp>,
-    /// CTS records to write: (message id, status, receiver's length).
-    ctl: VecDeque<[u64; 3]>,
+    /// Control records to write: (kind, words): CTS (message id, status, receiver's
+    /// length) and FIN (message id, status).
+    ctl: VecDeque<(u32, [u64; 3])>,
+    /// Matched receives this rank reads straight from the peer's memory, in order.
+    reading: VecDeque<u64>,
     /// Receives matched to this peer's large messages, by message id.
     matched: HashMap<u64, RecvOp>,
     next_id: u64,
@@ -278,7 +283,8 @@ impl Common {
     }
 }
 
-/// A receive matched a large message from `from`: answer with a CTS (or a refusal).
+/// A receive matched a large message from `from`: read it straight from the sender's
+/// memory when offered (`addr`) and allowed, else answer with a CTS (or a refusal).
 #[allow(clippy::too_many_arguments)]
 fn accept_rts(
     ps: &mut PeerState,
@@ -288,19 +294,35 @@ fn accept_rts(
     tag: u32,
     len: usize,
     id: u64,
+    addr: u64,
     sh: &Shared,
 ) {
     let want = op.inc.buf().len();
-    let go = want == len;
-    ps.ctl
-        .push_back([id, if go { CTS_GO } else { CTS_REFUSE }, want as u64]);
-    if go {
-        op.from = from;
-        ps.matched.insert(id, op);
-    } else {
+    if want != len {
+        ps.ctl.push_back((CTS, [id, CTS_REFUSE, want as u64]));
         let e = c.mismatch(from, tag, want, len);
         c.finish_recv(op, Err(e), sh);
+        return;
     }
+    op.from = from;
+    let direct = addr != 0
+        && match (&ps.channel, &sh.window, c.cfg.single_copy) {
+            (_, _, SingleCopy::Off) => false,
+            (Channel::Window { member, .. }, Some(w), SingleCopy::Threads) => {
+                w.reads_in_process(*member)
+            }
+            (Channel::Window { member, .. }, Some(w), SingleCopy::Always) => {
+                w.can_read_directly(*member)
+            }
+            _ => false,
+        };
+    if direct {
+        op.direct = Some(addr);
+        ps.reading.push_back(id);
+    } else {
+        ps.ctl.push_back((CTS, [id, CTS_GO, want as u64]));
+    }
+    ps.matched.insert(id, op);
 }
 
 impl State {
@@ -320,6 +342,7 @@ impl State {
                         awaiting: HashMap::new(),
                         streaming: VecDeque::new(),
                         ctl: VecDeque::new(),
+                        reading: VecDeque::new(),
                         matched: HashMap::new(),
                         next_id: 0,
                         failed: None,
@@ -410,6 +433,7 @@ impl State {
             src,
             tag,
             got: 0,
+            direct: None,
             from: 0,
             inc,
             deadline,
@@ -447,8 +471,14 @@ impl State {
                     self.c.finish_recv(op, Err(e), sh);
                 }
             }
-            Some(Unexpected::Rts { from, tag, len, id }) => match self.peers.get_mut(from) {
-                Some(Some(ps)) => accept_rts(ps, &mut self.c, op, from, tag, len, id, sh),
+            Some(Unexpected::Rts {
+                from,
+                tag,
+                len,
+                id,
+                addr,
+            }) => match self.peers.get_mut(from) {
+                Some(Some(ps)) => accept_rts(ps, &mut self.c, op, from, tag, len, id, addr, sh),
                 _ => self.c.posted.push_back(op),
             },
             None => self.c.posted.push_back(op),
@@ -466,8 +496,10 @@ impl State {
             if ps.failed.is_some() {
                 continue;
             }
-            let r = receive_side(p, ps, &mut self.c, sh)
-                .and_then(|m| send_side(ps, &mut self.c, sh).map(|s| m | s));
+            let r = receive_side(p, ps, &mut self.c, sh).and_then(|m| {
+                let d = direct_side(ps, &mut self.c, sh);
+                send_side(ps, &mut self.c, sh).map(|s| m | s | d)
+            });
             match r {
                 Ok(m) => moved |= m,
                 Err(e) => {
@@ -651,15 +683,33 @@ fn receive_side(p: usize, ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Re
                 }
             }
             RTS => {
-                let (tag, len, id) = (w[0] as u32, w[1] as usize, w[2]);
+                let (tag, len, id, addr) = (w[0] as u32, w[1] as usize, w[2], w[3]);
                 match c.take_posted(p, tag) {
-                    Some(op) => accept_rts(ps, c, op, p, tag, len, id, sh),
+                    Some(op) => accept_rts(ps, c, op, p, tag, len, id, addr, sh),
                     None => c.unexpected.push_back(Unexpected::Rts {
                         from: p,
                         tag,
                         len,
                         id,
+                        addr,
                     }),
+                }
+            }
+            FIN => {
+                let (id, status) = (w[0], w[1]);
+                if let Some(op) = ps.awaiting.remove(&id) {
+                    let r = if status == CTS_GO {
+                        Ok(())
+                    } else {
+                        Err(TransportError::PeerGone {
+                            peer: c.name(p),
+                            op: "send",
+                            detail:
+                                "the receiver could not read the message from this rank's memory"
+                                    .into(),
+                        })
+                    };
+                    c.finish_send(op, r, sh);
                 }
             }
             CTS => {
@@ -710,20 +760,69 @@ fn receive_side(p: usize, ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Re
     }
 }
 
+/// Bytes a single-copy read moves per progress pass (the others wait that long).
+const DIRECT_PIECE: usize = 1 << 20;
+
+/// Reads the next piece of the first message taken straight from the peer's memory;
+/// when it is complete, answers FIN.
+fn direct_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> bool {
+    let Some(&id) = ps.reading.front() else {
+        return false;
+    };
+    let (Channel::Window { member, .. }, Some(w)) = (&ps.channel, &sh.window) else {
+        return false;
+    };
+    let member = *member;
+    let Some(op) = ps.matched.get_mut(&id) else {
+        // Timed out meanwhile: the sender still waits for an answer.
+        ps.reading.pop_front();
+        ps.ctl.push_back((FIN, [id, CTS_REFUSE, 0]));
+        return true;
+    };
+    let addr = op.direct.unwrap_or(0);
+    let got = op.got;
+    let buf = op.inc.buf();
+    let n = DIRECT_PIECE.min(buf.len() - got);
+    let r = w.read_directly(member, addr + got as u64, &mut buf[got..got + n]);
+    op.got += n;
+    let complete = op.got == buf.len();
+    match r {
+        Ok(()) if !complete => {}
+        Ok(()) => {
+            ps.reading.pop_front();
+            ps.ctl.push_back((FIN, [id, CTS_GO, 0]));
+            if let Some(op) = ps.matched.remove(&id) {
+                let from = op.from;
+                c.finish_recv(op, Ok(from), sh);
+            }
+        }
+        Err(e) => {
+            ps.reading.pop_front();
+            ps.ctl.push_back((FIN, [id, CTS_REFUSE, 0]));
+            if let Some(op) = ps.matched.remove(&id) {
+                c.finish_recv(op, Err(e), sh);
+            }
+        }
+    }
+    true
+}
+
 /// Control records, then new messages (EAGER or RTS) in order, then data.
 fn send_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Result<bool> {
     let (eager_max, chunk) = (c.cfg.eager_max, c.cfg.chunk);
     let max = ps.channel.max_payload();
     let mut moved = false;
-    while let Some(&[id, status, len]) = ps.ctl.front() {
+    while let Some(&(kind, [a, b, d])) = ps.ctl.front() {
         let tx = ps.channel.tx();
         if tx.try_reserve(0)?.is_none() {
             break;
         }
-        tx.commit(CTS, [id, status, len, 0, 0, 0])?;
+        tx.commit(kind, [a, b, d, 0, 0, 0])?;
         ps.ctl.pop_front();
         moved = true;
     }
+    let offer =
+        c.cfg.single_copy != SingleCopy::Off && matches!(ps.channel, Channel::Window { .. });
     while let Some(op) = ps.queue.front() {
         let len = op.len();
         let tx = ps.channel.tx();
@@ -740,7 +839,14 @@ fn send_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Result<bool> {
             if tx.try_reserve(0)?.is_none() {
                 break;
             }
-            tx.commit(RTS, [u64::from(op.tag), len as u64, op.id, 0, 0, 0])?;
+            // The buffer's address lets a same-host receiver read it in one copy; it
+            // stays valid and unchanged until the receiver answers (CTS or FIN).
+            let addr = if offer {
+                op.out.data().as_ptr() as u64
+            } else {
+                0
+            };
+            tx.commit(RTS, [u64::from(op.tag), len as u64, op.id, addr, 0, 0])?;
             if let Some(op) = ps.queue.pop_front() {
                 ps.awaiting.insert(op.id, op);
             }

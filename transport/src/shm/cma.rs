@@ -14,6 +14,13 @@ pub(crate) struct CmaRead {
     pub peer: Arc<str>,
 }
 
+impl CmaRead {
+    /// Reads the whole payload into `out` (`out.len()` bytes from the start).
+    pub(crate) fn read_all(&self, out: &mut [u8]) -> Result<()> {
+        RemoteRead::read(self, 0, out)
+    }
+}
+
 impl RemoteRead for CmaRead {
     fn len(&self) -> usize {
         self.len

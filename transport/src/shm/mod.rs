@@ -11,7 +11,7 @@
 //! `process_vm_readv` (one copy), when the kernel allows it (checked at setup).
 //! A peer process that dies is noticed through a pidfd within 10 ms.
 
-mod cma;
+pub(crate) mod cma;
 mod endpoint;
 mod fifo;
 mod region;
@@ -301,56 +301,4 @@ pub fn inproc_pair(cfg: ShmConfig) -> Result<(Link, Link)> {
         hub.connect(0, 1, "rank 1 (in-process)")?,
         hub.connect(1, 0, "rank 0 (in-process)")?,
     ))
-}
-
-/// A private in-process FIFO (producer and consumer ends), used by the TCP link's
-/// reader threads to hand received messages to the rank's thread.
-pub(crate) fn local_queue(
-    fifo: FifoConfig,
-    peer: Arc<str>,
-    policy: WaitPolicy,
-    abort: AbortHandle,
-) -> Result<(Producer, Consumer)> {
-    fifo.validate().map_err(|detail| TransportError::Setup {
-        peer: peer.to_string(),
-        detail,
-    })?;
-    let region =
-        Arc::new(
-            Region::heap(fifo.region_bytes()).ok_or_else(|| TransportError::Setup {
-                peer: peer.to_string(),
-                detail: "allocating a receive queue failed".into(),
-            })?,
-        );
-    let tx_fifo = Fifo::init(region.clone(), fifo);
-    let rx_fifo = Fifo::open(region).map_err(|detail| TransportError::Setup {
-        peer: peer.to_string(),
-        detail,
-    })?;
-    let producer = Producer {
-        fifo: tx_fifo,
-        peer: peer.clone(),
-        policy,
-        abort: abort.clone(),
-        shared: false,
-        liveness: Liveness::SameProcess,
-        tail: 0,
-        head_seen: 0,
-        reserved: None,
-        single_copy_from: None,
-        corrupt_next: false,
-        cut: false,
-    };
-    let consumer = Consumer {
-        fifo: rx_fifo,
-        peer,
-        policy,
-        abort,
-        shared: false,
-        liveness: Liveness::SameProcess,
-        head: 0,
-        tail_seen: 0,
-        remote: None,
-    };
-    Ok((producer, consumer))
 }

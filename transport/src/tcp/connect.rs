@@ -8,21 +8,27 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use super::iface::select_address;
-use super::link::{TcpConfig, make_link};
+use std::sync::Arc;
+
+use super::config::{Congestion, TcpConfig};
+use super::iface::{interface_addresses, select_address};
+use super::link::make_link;
+use super::progress::Engine;
 use crate::{Deadline, Link, Rendezvous, Result, TransportError};
 
 const HELLO_MAGIC: u32 = 0x4f4c_4854; // "THLO"
 const HELLO_LEN: usize = 32;
 
 /// A rank's TCP endpoint: its listening socket, and connections that arrived for
-/// peers not yet asked for.
+/// peers not yet asked for. The links it makes share one set of sockets that any of
+/// them drains while it waits (see the module docs).
 pub struct TcpEndpoint {
     listener: TcpListener,
     addr: SocketAddr,
     me: usize,
     prefix: String,
     cfg: TcpConfig,
+    engine: Arc<Engine>,
     /// Accepted sockets by (peer rank, socket index).
     stash: HashMap<(usize, u32), TcpStream>,
 }
@@ -49,12 +55,14 @@ impl TcpEndpoint {
             .local_addr()
             .map_err(|e| TransportError::io("(local)", "reading the listener address", e))?;
         tracing::debug!(%addr, rank = me, "TCP endpoint listening");
+        let engine = Engine::new(cfg.wait, cfg.abort.clone());
         Ok(TcpEndpoint {
             listener,
             addr,
             me,
             prefix: prefix.to_string(),
             cfg,
+            engine,
             stash: HashMap::new(),
         })
     }
@@ -121,8 +129,6 @@ impl TcpEndpoint {
             .map(|s| {
                 s.set_nodelay(true)
                     .map_err(|e| TransportError::io(peer_name, "setting TCP_NODELAY", e))?;
-                s.set_nonblocking(false)
-                    .map_err(|e| TransportError::io(peer_name, "configuring a socket", e))?;
                 s.set_read_timeout(None)
                     .map_err(|e| TransportError::io(peer_name, "configuring a socket", e))?;
                 let sock = Socket::from(s);
@@ -131,11 +137,12 @@ impl TcpEndpoint {
                     .with_interval(Duration::from_secs(2))
                     .with_retries(5);
                 let _ = sock.set_tcp_keepalive(&ka);
+                set_congestion(&sock, &self.cfg.congestion, peer_name);
                 Ok(sock)
             })
             .collect::<Result<Vec<_>>>()?;
         tracing::debug!(peer = peer_name, sockets = n, "TCP link up");
-        make_link(socks, peer_name, &self.cfg)
+        make_link(socks, peer_name, &self.cfg, &self.engine)
     }
 
     fn hello(
@@ -272,6 +279,34 @@ fn connect_retry(addr: SocketAddr, peer_name: &str, deadline: Deadline) -> Resul
             }
         }
     }
+}
+
+/// Applies the configured congestion control; a refusal (an algorithm the kernel
+/// does not offer or allow) leaves the system's default and says so.
+fn set_congestion(sock: &Socket, choice: &Congestion, peer_name: &str) {
+    let name = match choice {
+        Congestion::System => return,
+        Congestion::Named(n) => n.as_str(),
+        Congestion::Auto => {
+            let local = sock
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| is_local(a.ip()));
+            if !local {
+                return;
+            }
+            "reno"
+        }
+    };
+    if let Err(e) = sock.set_tcp_congestion(name.as_bytes()) {
+        tracing::warn!(peer = peer_name, algorithm = name, error = %e, "could not set the TCP congestion control; keeping the system default");
+    }
+}
+
+/// Whether `ip` is an address of this host (a connection to it never leaves it).
+fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || interface_addresses().iter().any(|(_, a)| *a == ip)
 }
 
 fn key(prefix: &str, rank: usize) -> String {

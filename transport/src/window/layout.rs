@@ -43,6 +43,9 @@ pub(crate) struct Header {
     /// Set when the owner gave up (its operation failed, it aborted or it left):
     /// the peers' waits fail instead of waiting for posts that will never come.
     pub closed: AtomicU32,
+    /// Address, in the owner's process, of a word peers read once with
+    /// `process_vm_readv` to learn whether they may read the owner's memory directly.
+    pub probe_addr: AtomicU64,
 }
 
 /// A small-message line: the payload and the sequence number that publishes it, in one

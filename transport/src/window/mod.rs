@@ -86,6 +86,18 @@ impl WindowConfig {
     }
 }
 
+/// How this rank can read a member's private memory directly (the single-copy path of
+/// large point-to-point messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direct {
+    /// A thread of this process: plain loads.
+    SameProcess,
+    /// Another process that allows `process_vm_readv`.
+    Cma(i32),
+    /// Not allowed (ptrace restrictions): messages go through the rings.
+    No,
+}
+
 /// One rank's view of its group's windows on this host: its own and a mapping of each
 /// local peer's, indexed by *member* (the position among the group's ranks on this
 /// host, in group-rank order).
@@ -95,6 +107,8 @@ pub struct Window {
     layout: Layout,
     /// Per member: its description for errors and how to notice it died.
     peers: Vec<(Arc<str>, Liveness)>,
+    /// Per member: whether and how its memory can be read directly.
+    direct: Vec<Direct>,
     budget: WaitBudget,
     abort: AbortHandle,
     /// Rounds run so far by the collectives (their buffer parity); local.
@@ -153,6 +167,10 @@ impl Window {
             .map_err(|e| TransportError::io(me_name, format!("mapping the window {name}"), e))?;
         drop(fd);
         init_header(&mine, &layout, index, std::process::id());
+        header(&mine).probe_addr.store(
+            &crate::shm::cma::PROBE as *const u64 as u64,
+            Ordering::Release,
+        );
         let key = |m: usize| format!("{prefix}/window/{m}");
         rdv.publish(&key(index), name.as_bytes())
             .map_err(|e| setup_err(me_name, format!("publishing the window name: {e}")))?;
@@ -160,11 +178,13 @@ impl Window {
         // 2. Every peer's window, mapped and checked.
         let mut regions = Vec::with_capacity(members);
         let mut peers = Vec::with_capacity(members);
+        let mut direct = Vec::with_capacity(members);
         let mut mine = Some(Arc::new(mine));
         for (m, peer) in names.iter().enumerate() {
             if m == index {
                 regions.push(mine.take().expect("own window taken once"));
                 peers.push((Arc::from(peer.as_str()), Liveness::SameProcess));
+                direct.push(Direct::SameProcess);
                 continue;
             }
             let pname = rdv
@@ -179,6 +199,12 @@ impl Window {
                 .map_err(|e| TransportError::io(peer, format!("mapping {pname}"), e))?;
             drop(pfd);
             let pid = check_header(&region, &layout, m).map_err(|d| setup_err(peer, d))?;
+            let probe = header(&region).probe_addr.load(Ordering::Acquire);
+            direct.push(if crate::shm::cma::probe(pid as i32, probe) {
+                Direct::Cma(pid as i32)
+            } else {
+                Direct::No
+            });
             header(&region).attached.fetch_add(1, Ordering::AcqRel);
             regions.push(Arc::new(region));
             peers.push((Arc::from(peer.as_str()), liveness::of_process(pid as i32)));
@@ -208,6 +234,7 @@ impl Window {
             index,
             members,
             bytes = layout.total(),
+            ?direct,
             "windows mapped"
         );
         Ok(Window {
@@ -215,6 +242,7 @@ impl Window {
             regions,
             layout,
             peers,
+            direct,
             budget: cfg.budget,
             abort: cfg.abort.clone(),
             rounds: AtomicU64::new(0),
@@ -505,6 +533,46 @@ impl Window {
         self.peers[m].1.check(&self.peers[m].0, op)
     }
 
+    /// True when this rank can read member `m`'s private memory directly (a thread of
+    /// this process, or a process that allows `process_vm_readv`).
+    pub fn can_read_directly(&self, m: usize) -> bool {
+        self.direct.get(m).is_some_and(|d| *d != Direct::No)
+    }
+
+    /// True when member `m` is a thread of this process.
+    pub fn reads_in_process(&self, m: usize) -> bool {
+        self.direct.get(m) == Some(&Direct::SameProcess)
+    }
+
+    /// Copies `out.len()` bytes from address `addr` of member `m`'s memory into `out`
+    /// (one copy: plain loads between threads, `process_vm_readv` between processes).
+    /// The member must keep those bytes unchanged until it learns the copy is done.
+    pub fn read_directly(&self, m: usize, addr: u64, out: &mut [u8]) -> Result<()> {
+        match self.direct.get(m) {
+            Some(Direct::SameProcess) => {
+                // SAFETY: `addr` is the address of a buffer of this process that the
+                // member (a thread) published for exactly this read and keeps valid and
+                // unmodified until we report completion; `out` is ours and does not
+                // overlap it (a buffer cannot be both a pending send and a receive).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len())
+                };
+                Ok(())
+            }
+            Some(Direct::Cma(pid)) => crate::shm::cma::CmaRead {
+                pid: *pid,
+                addr,
+                len: out.len(),
+                peer: self.peers[m].0.clone(),
+            }
+            .read_all(out),
+            _ => Err(TransportError::Unavailable(format!(
+                "direct reads of {}'s memory are not allowed",
+                self.peer_name(m)
+            ))),
+        }
+    }
+
     pub(crate) fn region(&self, m: usize) -> &Arc<Region> {
         &self.regions[m]
     }
@@ -679,6 +747,7 @@ impl WindowHub {
                 .iter()
                 .map(|n| (Arc::from(n.as_str()), Liveness::SameProcess))
                 .collect(),
+            direct: vec![Direct::SameProcess; members],
             budget: cfg.budget,
             abort: cfg.abort.clone(),
             rounds: AtomicU64::new(0),

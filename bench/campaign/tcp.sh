@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench/campaign/tcp.sh - tutti's TCP all_reduce against Open MPI's tcp BTL and Gloo,
+# with the loopback bounds measured in the same sitting, repeats interleaved.
+#
+#   bench/campaign/tcp.sh [REPEATS]        # default 3; run it under `heavy`
+#   OUT=dir FIRST=2 bench/campaign/tcp.sh 1   # one more repeat into the same dir
+#   EXTRA="crc-2:2:TUTTI_TCP_CHECKSUM=1 s1-2:2:TUTTI_SOCKETS_PER_PEER=1" ...
+#       # more tutti configurations per repeat (name:nranks:ENV=VAL[,ENV=VAL])
+#
+# Each repeat runs, in this order:
+#   1. the peers (../shared/peers/run_all.sh, ONLY=$PEERS, REPEATS=1): Open MPI tcp
+#      and Gloo, 2 and 4 ranks (MPICH's tcp with 2 for reference);
+#   2. the bounds of plain loopback sockets, without tutti (tcp_bounds): 8-byte
+#      ping-pong busy-polling and blocking, a one-way stream and a two-way exchange
+#      of 512 KiB messages, under the system's congestion control and under reno;
+#   3. tutti all_reduce (float32 sum, out of place, time = max over ranks) over tcp
+#      with 2 and 4 ranks, sizes 8 B and 64 KiB .. 256 MiB (x4), and with 2 ranks
+#      again under the system's congestion control (TUTTI_TCP_CONGESTION=system).
+# Results land in $OUT (default bench/campaign/out-tcp-<date>); summarize_tcp.py
+# prints the medians and the ratios.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+peers=${PEERS_DIR:-$root/../shared/peers}
+REPEATS=${1:-3}
+OUT=${OUT:-$here/out-tcp-$(date -u +%Y%m%dT%H%M%SZ)}
+PEERS=${PEERS:-openmpi-tcp|gloo-tcp|mpich-tcp-2}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+(cd "$root" && cargo build --release -q -p tutti-bench && cargo build --release -q -p tutti-transport --example tcp_bounds)
+bench=$root/target/release/tutti-bench
+bounds=$root/target/release/examples/tcp_bounds
+
+log() { printf '[tcp-campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+{
+    echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs, family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs))"
+    echo "# kernel: $(uname -r); congestion control: $(sysctl -n net.ipv4.tcp_congestion_control); commit: $(git -C "$root" rev-parse --short HEAD)"
+} >"$OUT/machine.txt"
+
+tutti_cfg() { # name nranks [ENV=VAL...]
+    local name=$1 n=$2 f
+    shift 2
+    f="$OUT/tutti-$name.rep$REP.txt"
+    log "tutti $name rep $REP"
+    {
+        echo "# config: tutti-$name $* date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 2000
+        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 1000 -w 50
+        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
+        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
+    } >"$f" 2>&1
+}
+
+bounds_run() {
+    local f="$OUT/bounds.rep$REP.txt" cc
+    log "bounds rep $REP"
+    : >"$f"
+    for cc in "$(sysctl -n net.ipv4.tcp_congestion_control)" reno; do
+        {
+            echo "## cc=$cc"
+            "$bounds" --cc "$cc" pingpong 8 50000
+            "$bounds" --cc "$cc" pingpong-block 8 5000
+            "$bounds" --cc "$cc" stream 512K 1
+            "$bounds" --cc "$cc" exchange 512K 1
+        } >>"$f" 2>&1
+    done
+}
+
+FIRST=${FIRST:-1}
+for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
+    log "peers rep $REP"
+    RES="$OUT/peers-rep$REP" ONLY="$PEERS" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
+    bounds_run
+    tutti_cfg tcp-2 2
+    tutti_cfg tcp-4 4
+    tutti_cfg tcp-2-syscc 2 TUTTI_TCP_CONGESTION=system
+    for x in ${EXTRA:-}; do
+        IFS=: read -r xname xn xenv <<<"$x"
+        # shellcheck disable=SC2086
+        tutti_cfg "$xname" "$xn" ${xenv//,/ }
+    done
+done
+python3 "$here/summarize_tcp.py" "$OUT" | tee "$OUT/summary.md"
