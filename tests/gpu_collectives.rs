@@ -869,6 +869,12 @@ fn raw_layer_detects_memory_kinds() {
             MemoryKind::of(p as *const std::ffi::c_void).unwrap(),
             MemoryKind::Cuda { device: ordinal }
         );
+        // From a thread that never made a context current, too.
+        let addr = p as usize;
+        let kind = std::thread::spawn(move || MemoryKind::of(addr as *const std::ffi::c_void))
+            .join()
+            .unwrap();
+        assert_eq!(kind.unwrap(), MemoryKind::Cuda { device: ordinal });
         s.synchronize().unwrap();
         // SAFETY: `buf` holds 64 u64 of this device, live until the call returned
         // (the *_raw calls wait).

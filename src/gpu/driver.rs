@@ -65,6 +65,59 @@ pub fn memory_kind(ptr: u64) -> Result<MemoryKind> {
         // No device or no usable driver: no pointer can be device memory.
         Err(_) => return Ok(MemoryKind::Host),
     }
+    // Pointer queries may need a current context (drivers have answered
+    // CUDA_ERROR_INVALID_CONTEXT on threads that never made one current); with unified
+    // addressing any context resolves any pointer of the process, so the queries run
+    // again with device 0's primary context current, and the thread is left without a
+    // current context again afterwards.
+    if let Some(kind) = memory_kind_queries(ptr)? {
+        return Ok(kind);
+    }
+    if current_context()?.is_null() {
+        let ctx = fallback_context()?;
+        bind(&ctx)?;
+        let again = memory_kind_queries(ptr);
+        // SAFETY: cuCtxSetCurrent with NULL: "the CUDA context previously bound to the
+        // calling CPU thread is unbound"; the thread had none before the bind above.
+        let unbound = call("cuCtxSetCurrent", || unsafe {
+            sys::cuCtxSetCurrent(std::ptr::null_mut())
+        });
+        if let Some(kind) = again? {
+            unbound?;
+            return Ok(kind);
+        }
+    }
+    Err(cuda(
+        format!("cuPointerGetAttribute of {ptr:#x}"),
+        DriverError(sys::CUresult::CUDA_ERROR_INVALID_CONTEXT),
+    ))
+}
+
+/// The context bound to the calling thread (null when none).
+fn current_context() -> Result<sys::CUcontext> {
+    let mut current: sys::CUcontext = std::ptr::null_mut();
+    // SAFETY: cuCtxGetCurrent "returns in *pctx the CUDA context bound to the calling
+    // CPU thread", NULL when none, through a pointer to a live CUcontext.
+    call("cuCtxGetCurrent", || unsafe {
+        sys::cuCtxGetCurrent(&mut current)
+    })?;
+    Ok(current)
+}
+
+/// Device 0's primary context, for pointer queries on threads without a current
+/// context (retained once, for the life of the process).
+fn fallback_context() -> Result<Arc<CudaContext>> {
+    static FALLBACK: std::sync::OnceLock<Arc<CudaContext>> = std::sync::OnceLock::new();
+    if let Some(c) = FALLBACK.get() {
+        return Ok(c.clone());
+    }
+    let c = super::open_device(0)?;
+    Ok(FALLBACK.get_or_init(|| c).clone())
+}
+
+/// The pointer queries of [`memory_kind`] (cuInit done); `None` when the driver
+/// answered CUDA_ERROR_INVALID_CONTEXT.
+fn memory_kind_queries(ptr: u64) -> Result<Option<MemoryKind>> {
     let mut memtype: u32 = 0;
     // SAFETY: cuPointerGetAttribute(CU_POINTER_ATTRIBUTE_MEMORY_TYPE) writes one
     // CUmemorytype (a 32-bit enum) through `data`, which points to a live u32; `ptr` is
@@ -81,8 +134,9 @@ pub fn memory_kind(ptr: u64) -> Result<MemoryKind> {
     match rc {
         sys::CUresult::CUDA_SUCCESS => {}
         sys::CUresult::CUDA_ERROR_INVALID_VALUE | sys::CUresult::CUDA_ERROR_NOT_INITIALIZED => {
-            return Ok(MemoryKind::Host);
+            return Ok(Some(MemoryKind::Host));
         }
+        sys::CUresult::CUDA_ERROR_INVALID_CONTEXT => return Ok(None),
         other => {
             return Err(cuda(
                 format!("cuPointerGetAttribute(MEMORY_TYPE) of {ptr:#x}"),
@@ -103,23 +157,33 @@ pub fn memory_kind(ptr: u64) -> Result<MemoryKind> {
     let is_device = memtype == CUmemorytype::CU_MEMORYTYPE_DEVICE as u32
         || (managed_rc == sys::CUresult::CUDA_SUCCESS && managed != 0);
     if !is_device {
-        return Ok(MemoryKind::Host);
+        return Ok(Some(MemoryKind::Host));
     }
     let mut ordinal: i32 = -1;
     // SAFETY: CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL writes the device ordinal (an int)
     // of the allocation `ptr` belongs to, through a pointer to a live i32.
-    call("cuPointerGetAttribute(DEVICE_ORDINAL)", || unsafe {
+    let rc = guarded("cuPointerGetAttribute", || unsafe {
         sys::cuPointerGetAttribute(
             (&mut ordinal as *mut i32).cast::<c_void>(),
             CUpointer_attribute::CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
             ptr,
         )
     })?;
+    match rc {
+        sys::CUresult::CUDA_SUCCESS => {}
+        sys::CUresult::CUDA_ERROR_INVALID_CONTEXT => return Ok(None),
+        other => {
+            return Err(cuda(
+                format!("cuPointerGetAttribute(DEVICE_ORDINAL) of {ptr:#x}"),
+                DriverError(other),
+            ));
+        }
+    }
     let device = usize::try_from(ordinal).map_err(|_| Error::Cuda {
         context: format!("cuPointerGetAttribute(DEVICE_ORDINAL) of {ptr:#x}"),
         message: format!("negative device ordinal {ordinal}"),
     })?;
-    Ok(MemoryKind::Cuda { device })
+    Ok(Some(MemoryKind::Cuda { device }))
 }
 
 /// The context a stream belongs to (the current context for the legacy and
