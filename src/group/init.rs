@@ -289,6 +289,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             threads: spec.threads,
             subgroups: AtomicU64::new(0),
             local_ranks,
+            device: Default::default(),
         }),
         timeout,
     })

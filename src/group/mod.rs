@@ -24,6 +24,10 @@
 mod asyncs;
 mod check;
 mod collectives;
+mod device;
+mod device_comm;
+mod device_raw;
+mod device_work;
 mod env;
 mod init;
 mod links;
@@ -47,6 +51,8 @@ use tutti_transport::p2p::Engine;
 use tutti_transport::window::Window;
 use tutti_transport::{AbortHandle, Deadline, TransportError};
 
+pub use device_comm::{DEFAULT_DEVICE_WINDOW_BYTES, DEFAULT_STAGE_BYTES};
+pub use device_work::DeviceWork;
 pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
@@ -102,6 +108,8 @@ struct Inner {
     /// Counter of sub-groups created from this group (identical on every rank).
     subgroups: AtomicU64,
     local_ranks: usize,
+    /// Device collectives (created at the first one).
+    device: device_comm::DeviceSlot,
 }
 
 impl std::fmt::Debug for ProcessGroup {
