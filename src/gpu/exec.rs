@@ -7,8 +7,8 @@
 //! enqueued; the stream runs it in order with the caller's other work.
 
 use cudarc::driver::CudaStream;
-use tutti_transport::TransportError;
 use tutti_transport::window::{Addr, Exec};
+use tutti_transport::{ReduceError, TransportError};
 
 use super::driver;
 use super::module::GpuKernels;
@@ -79,9 +79,11 @@ impl<'a> DeviceExec<'a> {
         if self.cuda_error.is_none() {
             self.cuda_error = Some(e);
         }
+        // The typed CUDA error stays with this executor (take_cuda_error); the
+        // transport error carries its description.
         TransportError::Reduce {
             peer: format!("(this rank's CUDA device {})", self.win.context().ordinal()),
-            detail: format!("{}: {detail}", self.what),
+            source: ReduceError::Kernel(format!("{}: {detail}", self.what).into()),
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use tutti_transport::window::{Window, WindowConfig};
-use tutti_transport::{Deadline, Rendezvous};
+use tutti_transport::{Deadline, Rendezvous, RendezvousError};
 
 use super::driver::{self, DeviceAlloc, HostRegistration, PinnedHost};
 use super::{GpuKernels, open_device};
@@ -25,21 +25,21 @@ pub struct ProbeCheck {
 struct Alone(std::sync::Mutex<Vec<(String, Vec<u8>)>>);
 
 impl Rendezvous for Alone {
-    fn publish(&self, key: &str, value: &[u8]) -> Result<(), String> {
+    fn publish(&self, key: &str, value: &[u8]) -> Result<(), RendezvousError> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((key.into(), value.into()));
         Ok(())
     }
-    fn lookup(&self, key: &str, _deadline: Deadline) -> Result<Vec<u8>, String> {
+    fn lookup(&self, key: &str, _deadline: Deadline) -> Result<Vec<u8>, RendezvousError> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| format!("no key {key}"))
+            .ok_or_else(|| RendezvousError::Timeout { key: key.into() })
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use cudarc::driver::CudaContext;
 use cudarc::driver::sys::CUdeviceptr;
 use tutti_transport::window::Window;
-use tutti_transport::{Deadline, Rendezvous};
+use tutti_transport::{Deadline, Rendezvous, TransportError};
 
 use super::driver::{self, DeviceAlloc, HostRegistration, IPC_HANDLE_BYTES, IpcMapping};
 use crate::{Error, Result};
@@ -182,17 +182,25 @@ impl DeviceWindow {
         let prepared = win.prepare().map_err(|e| e.to_string());
         let key = |phase: &str, m: usize| format!("{prefix}/{phase}/{m}");
         let publish = |k: String, v: String| {
-            rdv.publish(&k, v.as_bytes()).map_err(|e| Error::Cuda {
-                context: "publishing the device window".into(),
-                message: e,
+            rdv.publish(&k, v.as_bytes()).map_err(|e| Error::Setup {
+                rank: index,
+                source: TransportError::Rendezvous {
+                    peer: "(all)".into(),
+                    step: "publishing the device window",
+                    source: Box::new(e),
+                },
             })
         };
         let lookup = |k: String| -> Result<String> {
             rdv.lookup(&k, deadline)
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
-                .map_err(|e| Error::Cuda {
-                    context: format!("waiting for a peer's device window ({k})"),
-                    message: e,
+                .map_err(|e| Error::Setup {
+                    rank: index,
+                    source: TransportError::Rendezvous {
+                        peer: k.clone(),
+                        step: "waiting for a peer's device window",
+                        source: Box::new(e),
+                    },
                 })
         };
         publish(key("prep", index), encode(&prepared))?;
