@@ -81,7 +81,7 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
             });
             e.reduce(red, srcs.as_slice(), s.len())?;
             e.finalize(red, s.len())?;
-            e.copy(at(output, off + s.start), red, s.len())?;
+            e.copy_out(at(output, off + s.start), red, s.len())?;
         }
         e.post(v + 2)?;
         e.wait_all(v + 2)?;
@@ -89,7 +89,7 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
             let s = slice(c, elem, n, m);
             if !s.is_empty() {
                 let src = at(e.buffer(m, b), s.start);
-                e.copy(at(output, off + s.start), src, s.len())?;
+                e.copy_out(at(output, off + s.start), src, s.len())?;
             }
         }
         off += c;
