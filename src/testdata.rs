@@ -119,63 +119,21 @@ complex_elem! {
 #[macro_export]
 macro_rules! with_elem {
     ($dtype:expr, $t:ident, $body:block) => {
+        $crate::with_elem!(@arms $dtype, $t, $body;
+            I8 => i8, U8 => u8, I32 => i32, U32 => u32, I64 => i64, U64 => u64,
+            F16 => $crate::testdata::deps::half::f16,
+            BF16 => $crate::testdata::deps::half::bf16,
+            F32 => f32, F64 => f64,
+            F8E4M3 => $crate::F8E4M3, F8E5M2 => $crate::F8E5M2,
+            C64 => $crate::testdata::deps::num_complex::Complex<f32>,
+            C128 => $crate::testdata::deps::num_complex::Complex<f64>)
+    };
+    (@arms $dtype:expr, $t:ident, $body:block; $($dt:ident => $ty:ty),* $(,)?) => {
         match $dtype {
-            $crate::DataType::I8 => {
-                type $t = i8;
+            $($crate::DataType::$dt => {
+                type $t = $ty;
                 $body
-            }
-            $crate::DataType::U8 => {
-                type $t = u8;
-                $body
-            }
-            $crate::DataType::I32 => {
-                type $t = i32;
-                $body
-            }
-            $crate::DataType::U32 => {
-                type $t = u32;
-                $body
-            }
-            $crate::DataType::I64 => {
-                type $t = i64;
-                $body
-            }
-            $crate::DataType::U64 => {
-                type $t = u64;
-                $body
-            }
-            $crate::DataType::F16 => {
-                type $t = $crate::testdata::deps::half::f16;
-                $body
-            }
-            $crate::DataType::BF16 => {
-                type $t = $crate::testdata::deps::half::bf16;
-                $body
-            }
-            $crate::DataType::F32 => {
-                type $t = f32;
-                $body
-            }
-            $crate::DataType::F64 => {
-                type $t = f64;
-                $body
-            }
-            $crate::DataType::F8E4M3 => {
-                type $t = $crate::F8E4M3;
-                $body
-            }
-            $crate::DataType::F8E5M2 => {
-                type $t = $crate::F8E5M2;
-                $body
-            }
-            $crate::DataType::C64 => {
-                type $t = $crate::testdata::deps::num_complex::Complex<f32>;
-                $body
-            }
-            $crate::DataType::C128 => {
-                type $t = $crate::testdata::deps::num_complex::Complex<f64>;
-                $body
-            }
+            })*
         }
     };
 }
