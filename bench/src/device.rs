@@ -12,7 +12,7 @@ use tutti::gpu::cudarc::driver::{CudaContext, CudaSlice, CudaStream, DevicePtr};
 use tutti::{DataType, Error, ProcessGroup, Result};
 
 use crate::collectives::{Buffers, Collective, Layout, Spec};
-use crate::data::BenchElem;
+use crate::data::TestElem;
 
 /// Which GPU this rank uses: `local` is its index among the group's ranks on this host.
 pub fn pick_gpu(
@@ -101,7 +101,7 @@ impl DeviceBuffers {
     }
 
     /// Copies the host inputs (and the zeroed output) of layout `l` to the device.
-    pub fn upload<T: BenchElem>(&mut self, gpu: &Gpu, b: &Buffers<T>, l: &Layout) -> Result<()> {
+    pub fn upload<T: TestElem>(&mut self, gpu: &Gpu, b: &Buffers<T>, l: &Layout) -> Result<()> {
         let s = &gpu.stream;
         let send: &[u8] = bytemuck::cast_slice(&b.send[..l.send]);
         let recv: &[u8] = bytemuck::cast_slice(&b.recv[..l.send.max(l.recv)]);
@@ -117,7 +117,7 @@ impl DeviceBuffers {
     }
 
     /// Copies the device output of layout `l` back into the host buffers.
-    pub fn download<T: BenchElem>(&self, gpu: &Gpu, b: &mut Buffers<T>, l: &Layout) -> Result<()> {
+    pub fn download<T: TestElem>(&self, gpu: &Gpu, b: &mut Buffers<T>, l: &Layout) -> Result<()> {
         let n = l.send.max(l.recv);
         if n == 0 {
             return Ok(());

@@ -21,7 +21,7 @@ use tutti::{GroupOptions, ProcessGroup, ReduceOp};
 
 use crate::cli::Cli;
 use crate::collectives::{self, Buffers, Collective, Spec};
-use crate::data::{self, BenchElem};
+use crate::data::{self, TestElem};
 use crate::device::{DeviceBuffers, Gpu};
 use crate::output::{Config, Measure, Report, Row, Run};
 use crate::progress::Progress;
@@ -256,7 +256,7 @@ impl Bench<'_> {
     }
 
     /// One run of the collective: on the host buffers, or enqueued on the GPU.
-    fn run_once<T: BenchElem>(
+    fn run_once<T: TestElem>(
         &mut self,
         s: &Spec,
         l: &collectives::Layout,
@@ -275,7 +275,7 @@ impl Bench<'_> {
     }
 
     /// nccl-tests' `InitData`, then the upload to the GPU.
-    fn init<T: BenchElem>(
+    fn init<T: TestElem>(
         &mut self,
         s: &Spec,
         l: &collectives::Layout,
@@ -291,11 +291,7 @@ impl Bench<'_> {
     }
 
     /// Brings the GPU's output back before `-c` checks it.
-    fn fetch<T: BenchElem>(
-        &self,
-        l: &collectives::Layout,
-        b: &mut Buffers<T>,
-    ) -> tutti::Result<()> {
+    fn fetch<T: TestElem>(&self, l: &collectives::Layout, b: &mut Buffers<T>) -> tutti::Result<()> {
         match (&self.gpu, &self.dbufs) {
             (Some(g), Some(d)) => d.download(g, b, l),
             _ => Ok(()),
@@ -303,7 +299,7 @@ impl Bench<'_> {
     }
 
     /// nccl-tests' `BenchTime`: one size, one placement.
-    fn bench_time<T: BenchElem>(
+    fn bench_time<T: TestElem>(
         &mut self,
         s: &Spec,
         l: &collectives::Layout,
@@ -353,7 +349,7 @@ impl Bench<'_> {
     }
 
     /// nccl-tests' `TimeTest`: every size of one collective.
-    fn run<T: BenchElem>(&mut self, coll: Collective) -> tutti::Result<Run> {
+    fn run<T: TestElem>(&mut self, coll: Collective) -> tutti::Result<Run> {
         let (pg, cli) = (self.pg, self.cli);
         let n = pg.size();
         let elem = cli.datatype.size();
@@ -695,7 +691,7 @@ fn worker(cli: &Cli, args: &[OsString]) -> ExitCode {
         bench.print(&pre);
         let mut runs = Vec::new();
         for coll in colls {
-            let run = crate::with_elem!(cli.datatype, T, { bench.run::<T>(coll) })
+            let run = tutti::with_elem!(cli.datatype, T, { bench.run::<T>(coll) })
                 .map_err(|e| format!("{}: {e}", coll.name()))?;
             runs.push(run);
         }

@@ -16,7 +16,7 @@ use super::super::ValidateError;
 use super::super::judge::list;
 use super::super::report::{CheckResult, Subject};
 use super::super::runner::{Ctx, title};
-use super::data::{Kind, Value, dtypes, fill, reduced, with_value, wrong};
+use super::data::{Pattern, TestElem, dtypes, fill, fill_reduced, mismatches, with_elem};
 use crate::{DataType, Error, ProcessGroup, ReduceOp};
 
 /// The collectives, in check order.
@@ -185,7 +185,7 @@ pub fn plan(n: usize) -> Vec<Case> {
 
 /// Runs one case and adds what it saw to `t` (an error is returned, not tallied).
 pub fn run_case(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::Result<()> {
-    with_value!(case.dtype, T, { run_typed::<T>(pg, case, t) })
+    with_elem!(case.dtype, T, { run_typed::<T>(pg, case, t) })
 }
 
 fn note(t: &mut Tally, case: &Case, w: u64) {
@@ -194,18 +194,18 @@ fn note(t: &mut Tally, case: &Case, w: u64) {
     }
 }
 
-fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::Result<()> {
+fn run_typed<T: TestElem>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::Result<()> {
     let (n, me, c, seed) = (pg.size(), pg.rank(), case.count, case.seed);
     let zero = <T as bytemuck::Zeroable>::zeroed();
-    let kind = Kind::new::<T>(case.op, n);
+    let pattern = Pattern::new::<T>(case.op, n);
     let mine = |start: usize, len: usize| {
         let mut v = vec![zero; len];
-        fill(kind, me, seed, start, &mut v);
+        fill(pattern, me, seed, start, &mut v);
         v
     };
     let of = |r: usize, start: usize, len: usize| {
         let mut v = vec![zero; len];
-        fill(kind, r, seed, start, &mut v);
+        fill(pattern, r, seed, start, &mut v);
         v
     };
     // (wrong, compared, blamed source)
@@ -216,9 +216,9 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             let op = case.op.unwrap_or(ReduceOp::Sum);
             let mut buf = mine(0, c);
             pg.all_reduce(&mut buf, op)?;
-            let mut want = vec![zero; c];
-            reduced(kind, op, n, seed, 0, &mut want)?;
-            seen.push((wrong(&buf, &want), c as u64, None));
+            let (mut want, mut tmp) = (vec![zero; c], vec![zero; c]);
+            fill_reduced(pattern, op, n, seed, 0, &mut want, &mut tmp)?;
+            seen.push((mismatches(&buf, &want), c as u64, None));
         }
         "broadcast" => {
             let mut buf = if me == case.root {
@@ -227,16 +227,16 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
                 vec![zero; c]
             };
             pg.broadcast(&mut buf, case.root)?;
-            seen.push((wrong(&buf, &of(case.root, 0, c)), c as u64, None));
+            seen.push((mismatches(&buf, &of(case.root, 0, c)), c as u64, None));
         }
         "reduce" => {
             let op = case.op.unwrap_or(ReduceOp::Sum);
             let mut buf = mine(0, c);
             pg.reduce(&mut buf, op, case.root)?;
             if me == case.root {
-                let mut want = vec![zero; c];
-                reduced(kind, op, n, seed, 0, &mut want)?;
-                seen.push((wrong(&buf, &want), c as u64, None));
+                let (mut want, mut tmp) = (vec![zero; c], vec![zero; c]);
+                fill_reduced(pattern, op, n, seed, 0, &mut want, &mut tmp)?;
+                seen.push((mismatches(&buf, &want), c as u64, None));
             }
         }
         "all_gather" => {
@@ -245,7 +245,7 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             pg.all_gather(&input, &mut out)?;
             for s in 0..n {
                 seen.push((
-                    wrong(&out[s * c..(s + 1) * c], &of(s, 0, c)),
+                    mismatches(&out[s * c..(s + 1) * c], &of(s, 0, c)),
                     c as u64,
                     None,
                 ));
@@ -256,9 +256,9 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             let input = mine(0, n * c);
             let mut out = vec![zero; c];
             pg.reduce_scatter(&input, &mut out, op)?;
-            let mut want = vec![zero; c];
-            reduced(kind, op, n, seed, me * c, &mut want)?;
-            seen.push((wrong(&out, &want), c as u64, None));
+            let (mut want, mut tmp) = (vec![zero; c], vec![zero; c]);
+            fill_reduced(pattern, op, n, seed, me * c, &mut want, &mut tmp)?;
+            seen.push((mismatches(&out, &want), c as u64, None));
         }
         "all_to_all" => {
             // Block d of rank s's input is elements d*c.. of s's virtual array.
@@ -266,7 +266,7 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             let mut out = vec![zero; n * c];
             pg.all_to_all(&input, &mut out)?;
             for s in 0..n {
-                let w = wrong(&out[s * c..(s + 1) * c], &of(s, me * c, c));
+                let w = mismatches(&out[s * c..(s + 1) * c], &of(s, me * c, c));
                 seen.push((w, c as u64, Some(s)));
             }
         }
@@ -280,7 +280,7 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             pg.gather(&input, &mut out, case.root)?;
             if me == case.root {
                 for s in 0..n {
-                    let w = wrong(&out[s * c..(s + 1) * c], &of(s, 0, c));
+                    let w = mismatches(&out[s * c..(s + 1) * c], &of(s, 0, c));
                     seen.push((w, c as u64, Some(s)));
                 }
             }
@@ -293,7 +293,7 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             };
             let mut out = vec![zero; c];
             pg.scatter(&input, &mut out, case.root)?;
-            let w = wrong(&out, &of(case.root, me * c, c));
+            let w = mismatches(&out, &of(case.root, me * c, c));
             seen.push((w, c as u64, Some(case.root)));
         }
         "send_recv" => {
@@ -303,7 +303,7 @@ fn run_typed<T: Value>(pg: &ProcessGroup, case: &Case, t: &mut Tally) -> crate::
             let got = pg.recv(&mut buf, from, 0x7662_0000 + case.root as u32);
             send.wait()?;
             got?;
-            seen.push((wrong(&buf, &of(from, 0, c)), c as u64, Some(from)));
+            seen.push((mismatches(&buf, &of(from, 0, c)), c as u64, Some(from)));
         }
         other => {
             return Err(Error::InvalidArgument(format!(

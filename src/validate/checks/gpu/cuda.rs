@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaStream, sys};
 use serde::{Deserialize, Serialize};
 
-use super::super::data::{Kind, Value, dtypes, fill, with_value};
+use super::super::data::{Pattern, TestElem, dtypes, fill, with_elem};
 use crate::gpu::{self, GpuKernels};
 use crate::{DataType, ReduceOp};
 
@@ -174,7 +174,7 @@ pub fn kernels(ordinal: usize) -> Result<KernelCheck, String> {
     let mut out = KernelCheck::default();
     for &dt in dtypes() {
         for op in ReduceOp::valid_for(dt, 0.5) {
-            let (n, w) = with_value!(dt, T, { one::<T>(&k, &stream, dt, op) })?;
+            let (n, w) = with_elem!(dt, T, { one::<T>(&k, &stream, dt, op) })?;
             out.compared += n;
             out.wrong += w;
             if w > 0 {
@@ -189,7 +189,7 @@ pub fn kernels(ordinal: usize) -> Result<KernelCheck, String> {
 }
 
 /// One (dtype, op): `a op b` then the final pass (over 2 "ranks"), GPU against CPU.
-fn one<T: Value>(
+fn one<T: TestElem>(
     k: &GpuKernels,
     stream: &Arc<CudaStream>,
     dt: DataType,
@@ -197,10 +197,10 @@ fn one<T: Value>(
 ) -> Result<(u64, u64), String> {
     const COUNT: usize = (1 << 20) + 3;
     let zero = <T as bytemuck::Zeroable>::zeroed();
-    let kind = Kind::new::<T>(Some(op), 2);
+    let pattern = Pattern::new::<T>(Some(op), 2);
     let (mut a, mut b) = (vec![zero; COUNT], vec![zero; COUNT]);
-    fill(kind, 0, 77, 0, &mut a);
-    fill(kind, 1, 77, 0, &mut b);
+    fill(pattern, 0, 77, 0, &mut a);
+    fill(pattern, 1, 77, 0, &mut b);
     let (ab, bb): (&[u8], &[u8]) = (bytemuck::cast_slice(&a), bytemuck::cast_slice(&b));
     let mut da = stream.clone_htod(ab).map_err(cuda("cuMemcpyHtoD"))?;
     let db = stream.clone_htod(bb).map_err(cuda("cuMemcpyHtoD"))?;
