@@ -20,71 +20,9 @@ pub enum MemoryKind {
     },
 }
 
-/// Runs `$body` with `$t` bound to the Rust element type of `$dtype`.
-macro_rules! with_element {
-    ($dtype:expr, $t:ident, $body:block) => {
-        match $dtype {
-            DataType::I8 => {
-                type $t = i8;
-                $body
-            }
-            DataType::U8 => {
-                type $t = u8;
-                $body
-            }
-            DataType::I32 => {
-                type $t = i32;
-                $body
-            }
-            DataType::U32 => {
-                type $t = u32;
-                $body
-            }
-            DataType::I64 => {
-                type $t = i64;
-                $body
-            }
-            DataType::U64 => {
-                type $t = u64;
-                $body
-            }
-            DataType::F16 => {
-                type $t = ::half::f16;
-                $body
-            }
-            DataType::BF16 => {
-                type $t = ::half::bf16;
-                $body
-            }
-            DataType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DataType::F64 => {
-                type $t = f64;
-                $body
-            }
-            DataType::F8E4M3 => {
-                type $t = $crate::F8E4M3;
-                $body
-            }
-            DataType::F8E5M2 => {
-                type $t = $crate::F8E5M2;
-                $body
-            }
-            DataType::C64 => {
-                type $t = ::num_complex::Complex<f32>;
-                $body
-            }
-            DataType::C128 => {
-                type $t = ::num_complex::Complex<f64>;
-                $body
-            }
-        }
-    };
-}
-
-pub(crate) use with_element;
+/// Dispatches on a [`DataType`] with its element type bound to `$t` (the crate-wide
+/// [`with_elem!`](crate::with_elem)).
+pub(crate) use crate::with_elem as with_element;
 
 /// The memory the buffers really are in, checked against `memory` (a mismatch is
 /// [`Error::MemoryMismatch`]); `(name, pointer, non-empty)` per buffer.
