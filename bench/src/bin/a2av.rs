@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tutti::store::{Store, TcpStore};
 use tutti::{GroupOptions, ProcessGroup};
+use tutti_bench::sizes::parse_size;
 
 struct Args {
     nranks: usize,
@@ -26,17 +27,6 @@ struct Args {
     max: usize,
     factor: usize,
     target: f64,
-}
-
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'K' | 'k') => (&s[..i], 1 << 10),
-        (i, 'M' | 'm') => (&s[..i], 1 << 20),
-        (i, 'G' | 'g') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<usize>().ok()?.checked_mul(mult)
 }
 
 fn parse() -> Result<Args, String> {
@@ -54,8 +44,8 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--nranks" | "-n" => a.nranks = val()?.parse().map_err(|_| "bad --nranks")?,
             "--transport" => a.transport = val()?,
-            "-b" => a.min = parse_size(&val()?).ok_or("bad -b")?,
-            "-e" => a.max = parse_size(&val()?).ok_or("bad -e")?,
+            "-b" => a.min = parse_size(&val()?)?,
+            "-e" => a.max = parse_size(&val()?)?,
             "-f" => a.factor = val()?.parse().map_err(|_| "bad -f")?,
             "-t" => a.target = val()?.parse().map_err(|_| "bad -t")?,
             "-h" | "--help" => return Err("help".into()),

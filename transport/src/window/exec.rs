@@ -107,6 +107,16 @@ impl<'a> HostExec<'a> {
         })
     }
 
+    fn check_disjoint(&self, dst: Addr, src: Addr, len: usize) -> Result<()> {
+        if overlaps(dst, src, len) {
+            return Err(TransportError::InvalidArgument(format!(
+                "{}: overlapping copy of {len} bytes",
+                self.op
+            )));
+        }
+        Ok(())
+    }
+
     fn local_error(&self, source: ReduceError) -> TransportError {
         TransportError::Reduce {
             peer: format!("{} (local)", self.window.peer_name(self.window.index())),
@@ -149,12 +159,7 @@ impl Exec for HostExec<'_> {
         if len == 0 || dst == src {
             return Ok(());
         }
-        if overlaps(dst, src, len) {
-            return Err(TransportError::InvalidArgument(format!(
-                "{}: overlapping copy of {len} bytes",
-                self.op
-            )));
-        }
+        self.check_disjoint(dst, src, len)?;
         // SAFETY: the algorithms hand in `len`-byte ranges of the caller's buffers
         // and of mapped windows, valid for the call, not overlapping (checked); the
         // round protocol guarantees no one else writes them meanwhile.
@@ -166,12 +171,7 @@ impl Exec for HostExec<'_> {
         if !self.stream_out || len < super::stream::MIN_BYTES || dst == src {
             return self.copy(dst, src, len);
         }
-        if overlaps(dst, src, len) {
-            return Err(TransportError::InvalidArgument(format!(
-                "{}: overlapping copy of {len} bytes",
-                self.op
-            )));
-        }
+        self.check_disjoint(dst, src, len)?;
         // SAFETY: as in `copy`: valid, non-overlapping (checked) ranges that no one
         // else writes during the call.
         unsafe { super::stream::copy_nt(dst as *mut u8, src as *const u8, len) };
