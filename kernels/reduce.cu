@@ -1,6 +1,7 @@
 /*
  * reduce.cu -- tutti's CUDA reduction kernels: one entry point per valid (step, dtype)
- * pair plus the final passes of Avg and PreMulSum. The ABI (names, parameters, launch
+ * pair, the n-source fold of each pair (what the collectives' rank-order reduction
+ * launches), and the final passes of Avg and PreMulSum. The ABI (names, parameters, launch
  * configuration, alignment, numerics) is documented in tutti_kernels.h.
  *
  * Compiled by nvcc (fatbin) or NVRTC (PTX), with --fmad=false --ftz=false
@@ -333,11 +334,116 @@ __device__ __forceinline__ void tt_unary(void* buf_, tt_u64 count, F f) {
     }
 }
 
+/* dst[i] = src[0][i] op src[1][i] op ... op src[n-1][i] for i < count, folded left to
+ * right (each step rounds exactly as the binary kernels and the CPU fold do). Source
+ * indices are compile-time constants (unrolled loops guarded by k < n), so the
+ * parameter struct is never indexed at run time (no local-memory copy). */
+template <class T, class Op>
+__device__ __forceinline__ T tt_fold_at(const tutti_fold_srcs& s, unsigned int n, tt_u64 i, Op op) {
+    T acc = ((const T*)s.src[0])[i];
+#pragma unroll
+    for (unsigned int k = 1; k < TUTTI_FOLD_MAX; ++k) {
+        if (k < n) acc = op(acc, ((const T*)s.src[k])[i]);
+    }
+    return acc;
+}
+
+template <class T, class Op>
+__device__ __forceinline__ T tt_fold_bytes_at(const tutti_fold_srcs& s, unsigned int n, tt_u64 o, Op op) {
+    T acc = tt_load_bytes<T>((const unsigned char*)s.src[0] + o);
+#pragma unroll
+    for (unsigned int k = 1; k < TUTTI_FOLD_MAX; ++k) {
+        if (k < n) acc = op(acc, tt_load_bytes<T>((const unsigned char*)s.src[k] + o));
+    }
+    return acc;
+}
+
+template <class T, class Op>
+__device__ __forceinline__ void tt_fold(void* dst_, const tutti_fold_srcs& s, tt_u64 count, Op op) {
+    const tt_u64 N = 16 / sizeof(T);
+    /* Vectors in flight per thread: 16 one-byte floats per vector make the fp8
+     * conversions long, so they keep two (no register spills). */
+    const int U = sizeof(T) == 1 ? 2 : TT_UNROLL;
+    const tt_u64 tid = tt_thread();
+    const tt_u64 nthreads = tt_threads();
+    unsigned int n = (unsigned int)s.n;
+    if (n < 1) n = 1;
+    if (n > TUTTI_FOLD_MAX) n = TUTTI_FOLD_MAX;
+    const tt_u64 pd = (tt_u64)dst_;
+    const tt_u64 mis = pd & 15;
+    bool same = mis % sizeof(T) == 0;
+    tt_u64 any = pd;
+#pragma unroll
+    for (unsigned int k = 0; k < TUTTI_FOLD_MAX; ++k) {
+        if (k < n) {
+            const tt_u64 p = (tt_u64)s.src[k];
+            same = same && (p & 15) == mis;
+            any |= p;
+        }
+    }
+    if (same) {
+        T* d = (T*)dst_;
+        tt_u64 head = ((16 - mis) & 15) / sizeof(T);
+        if (head > count) head = count;
+        for (tt_u64 i = tid; i < head; i += nthreads) d[i] = tt_fold_at<T>(s, n, i, op);
+        const tt_u64 nvec = (count - head) / N;
+        uint4* dv = (uint4*)(d + head);
+        for (tt_u64 v0 = tid; v0 < nvec; v0 += nthreads * U) {
+            TtVec<T> x[U];
+            const uint4* s0 = (const uint4*)((const T*)s.src[0] + head);
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const tt_u64 v = v0 + (tt_u64)u * nthreads;
+                if (v < nvec) x[u].v = s0[v];
+            }
+#pragma unroll
+            for (unsigned int k = 1; k < TUTTI_FOLD_MAX; ++k) {
+                if (k < n) {
+                    const uint4* sk = (const uint4*)((const T*)s.src[k] + head);
+                    TtVec<T> y[U];
+#pragma unroll
+                    for (int u = 0; u < U; ++u) {
+                        const tt_u64 v = v0 + (tt_u64)u * nthreads;
+                        if (v < nvec) y[u].v = sk[v];
+                    }
+#pragma unroll
+                    for (int u = 0; u < U; ++u) {
+#pragma unroll
+                        for (tt_u64 e = 0; e < N; ++e) x[u].e[e] = op(x[u].e[e], y[u].e[e]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; ++u) {
+                const tt_u64 v = v0 + (tt_u64)u * nthreads;
+                if (v < nvec) dv[v] = x[u].v;
+            }
+        }
+        for (tt_u64 i = head + nvec * N + tid; i < count; i += nthreads) d[i] = tt_fold_at<T>(s, n, i, op);
+        return;
+    }
+    if (any % __alignof__(T) == 0) {
+        T* d = (T*)dst_;
+        for (tt_u64 i = tid; i < count; i += nthreads) d[i] = tt_fold_at<T>(s, n, i, op);
+        return;
+    }
+    unsigned char* d = (unsigned char*)dst_;
+    for (tt_u64 i = tid; i < count; i += nthreads) {
+        const tt_u64 o = i * sizeof(T);
+        tt_store_bytes<T>(d + o, tt_fold_bytes_at<T>(s, n, o, op));
+    }
+}
+
 /* ---------------------------------------------------------------- entry points ---- */
 
 #define TT_STEP(NAME, OP, T)                                                               \
     TUTTI_KERNEL NAME(void* dst, const void* a, const void* b, unsigned long long count) {  \
         tt_binary<T>(dst, a, b, count, OP());                                              \
+    }
+
+#define TT_FOLD(NAME, OP, T)                                                               \
+    TUTTI_KERNEL NAME(void* dst, struct tutti_fold_srcs srcs, unsigned long long count) {   \
+        tt_fold<T>(dst, srcs, count, OP());                                                \
     }
 
 #define TT_AVG(NAME, T)                                                                    \
@@ -386,6 +492,26 @@ __device__ __forceinline__ void tt_unary(void* buf_, tt_u64 count, F f) {
     TT_STEP(BXOR, TtBXor, T)                                                               \
     TT_AVG(AVG, T)
 
+/* The folds of one dtype (names spelled out, as above, so that grep finds them). */
+#define TT_INT_FOLDS(SUM, PROD, MIN, MAX, BAND, BOR, BXOR, T)                              \
+    TT_FOLD(SUM, TtSum, T)                                                                 \
+    TT_FOLD(PROD, TtProd, T)                                                               \
+    TT_FOLD(MIN, TtMin, T)                                                                 \
+    TT_FOLD(MAX, TtMax, T)                                                                 \
+    TT_FOLD(BAND, TtBAnd, T)                                                               \
+    TT_FOLD(BOR, TtBOr, T)                                                                 \
+    TT_FOLD(BXOR, TtBXor, T)
+
+#define TT_FLOAT_FOLDS(SUM, PROD, MIN, MAX, T)                                             \
+    TT_FOLD(SUM, TtSum, T)                                                                 \
+    TT_FOLD(PROD, TtProd, T)                                                               \
+    TT_FOLD(MIN, TtMin, T)                                                                 \
+    TT_FOLD(MAX, TtMax, T)
+
+#define TT_COMPLEX_FOLDS(SUM, PROD, T)                                                     \
+    TT_FOLD(SUM, TtSum, T)                                                                 \
+    TT_FOLD(PROD, TtProd, T)
+
 /* Real floats: sum, prod, min, max, avg, scale. */
 #define TT_FLOAT_KERNELS(SUM, PROD, MIN, MAX, AVG, SCALE, T)                               \
     TT_STEP(SUM, TtSum, T)                                                                 \
@@ -418,3 +544,18 @@ TT_FLOAT_KERNELS(tutti_sum_f8e5m2, tutti_prod_f8e5m2, tutti_min_f8e5m2, tutti_ma
 
 TT_COMPLEX_KERNELS(tutti_sum_c64, tutti_prod_c64, tutti_avg_c64, tutti_scale_c64, tt_c64, float)
 TT_COMPLEX_KERNELS(tutti_sum_c128, tutti_prod_c128, tutti_avg_c128, tutti_scale_c128, tt_c128, double)
+
+TT_INT_FOLDS(tutti_fold_sum_i8, tutti_fold_prod_i8, tutti_fold_min_i8, tutti_fold_max_i8, tutti_fold_band_i8, tutti_fold_bor_i8, tutti_fold_bxor_i8, signed char)
+TT_INT_FOLDS(tutti_fold_sum_u8, tutti_fold_prod_u8, tutti_fold_min_u8, tutti_fold_max_u8, tutti_fold_band_u8, tutti_fold_bor_u8, tutti_fold_bxor_u8, unsigned char)
+TT_INT_FOLDS(tutti_fold_sum_i32, tutti_fold_prod_i32, tutti_fold_min_i32, tutti_fold_max_i32, tutti_fold_band_i32, tutti_fold_bor_i32, tutti_fold_bxor_i32, int)
+TT_INT_FOLDS(tutti_fold_sum_u32, tutti_fold_prod_u32, tutti_fold_min_u32, tutti_fold_max_u32, tutti_fold_band_u32, tutti_fold_bor_u32, tutti_fold_bxor_u32, unsigned int)
+TT_INT_FOLDS(tutti_fold_sum_i64, tutti_fold_prod_i64, tutti_fold_min_i64, tutti_fold_max_i64, tutti_fold_band_i64, tutti_fold_bor_i64, tutti_fold_bxor_i64, long long)
+TT_INT_FOLDS(tutti_fold_sum_u64, tutti_fold_prod_u64, tutti_fold_min_u64, tutti_fold_max_u64, tutti_fold_band_u64, tutti_fold_bor_u64, tutti_fold_bxor_u64, unsigned long long)
+TT_FLOAT_FOLDS(tutti_fold_sum_f16, tutti_fold_prod_f16, tutti_fold_min_f16, tutti_fold_max_f16, tt_f16)
+TT_FLOAT_FOLDS(tutti_fold_sum_bf16, tutti_fold_prod_bf16, tutti_fold_min_bf16, tutti_fold_max_bf16, tt_bf16)
+TT_FLOAT_FOLDS(tutti_fold_sum_f32, tutti_fold_prod_f32, tutti_fold_min_f32, tutti_fold_max_f32, float)
+TT_FLOAT_FOLDS(tutti_fold_sum_f64, tutti_fold_prod_f64, tutti_fold_min_f64, tutti_fold_max_f64, double)
+TT_FLOAT_FOLDS(tutti_fold_sum_f8e4m3, tutti_fold_prod_f8e4m3, tutti_fold_min_f8e4m3, tutti_fold_max_f8e4m3, tt_e4m3)
+TT_FLOAT_FOLDS(tutti_fold_sum_f8e5m2, tutti_fold_prod_f8e5m2, tutti_fold_min_f8e5m2, tutti_fold_max_f8e5m2, tt_e5m2)
+TT_COMPLEX_FOLDS(tutti_fold_sum_c64, tutti_fold_prod_c64, tt_c64)
+TT_COMPLEX_FOLDS(tutti_fold_sum_c128, tutti_fold_prod_c128, tt_c128)

@@ -8,6 +8,9 @@
  *
  * NAMING
  *   tutti_<step>_<dtype>    dst[i] = a[i] <step> b[i]              for i in [0, count)
+ *   tutti_fold_<step>_<dtype>
+ *                           dst[i] = src[0][i] <step> src[1][i] <step> ... <step> src[n-1][i],
+ *                           folded left to right (the same roundings as n-1 binary steps)
  *   tutti_avg_<dtype>       buf[i] = buf[i] / world_size           (the final pass of Avg)
  *   tutti_scale_<dtype>     buf[i] = buf[i] * scalar               (the final pass of PreMulSum)
  *
@@ -20,12 +23,18 @@
  *   Only valid pairs exist (StepOp::supports): integers x {sum, prod, min, max, band,
  *   bor, bxor}; f16 bf16 f32 f64 f8e4m3 f8e5m2 x {sum, prod, min, max}; c64 c128 x
  *   {sum, prod}. tutti_avg_* exists for all 14 dtypes; tutti_scale_* for the six
- *   real float types and the two complex types. 92 entry points in all.
+ *   real float types and the two complex types; tutti_fold_* exists for every valid
+ *   (step, dtype) pair, like the binary steps. 162 entry points in all.
  *
  * PARAMETERS
  *   dst, a, b, buf    device pointers to `count` elements of the dtype. `dst` may equal
  *                     `a` (in place: a op= b) or `b`; otherwise the three ranges must
  *                     not overlap.
+ *   srcs              (fold) up to TUTTI_FOLD_MAX source pointers and their number n,
+ *                     1 <= n <= TUTTI_FOLD_MAX, passed by value. `dst` may equal
+ *                     src[0] (to continue a fold over more than TUTTI_FOLD_MAX sources:
+ *                     fold the first ones into dst, then dst and the next ones); no other
+ *                     source may overlap `dst`. Sources may overlap each other.
  *   count             number of elements (not bytes). 0 is allowed (nothing happens).
  *   world_size        the number of ranks whose values were summed; must be >= 1.
  *   scalar            the PreMulSum scalar, finite. Applied as (float)scalar for f32,
@@ -98,6 +107,13 @@ enum tutti_step {
     TUTTI_BAND = 4,
     TUTTI_BOR = 5,
     TUTTI_BXOR = 6
+};
+
+/* The sources of a fold, passed by value (72 bytes). */
+#define TUTTI_FOLD_MAX 8
+struct tutti_fold_srcs {
+    const void* src[TUTTI_FOLD_MAX];
+    unsigned long long n;
 };
 
 /* Prototypes, for CUDA translation units (nvcc or NVRTC). Host code loads the kernels
@@ -225,6 +241,78 @@ TUTTI_KERNEL tutti_sum_c128(void* dst, const void* a, const void* b, unsigned lo
 TUTTI_KERNEL tutti_prod_c128(void* dst, const void* a, const void* b, unsigned long long count);
 TUTTI_KERNEL tutti_avg_c128(void* buf, unsigned long long count, unsigned long long world_size);
 TUTTI_KERNEL tutti_scale_c128(void* buf, unsigned long long count, double scalar);
+
+/* n-source folds (see NAMING and PARAMETERS) */
+TUTTI_KERNEL tutti_fold_sum_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_i8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_u8(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_i32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_u32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_i64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_band_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bor_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_bxor_u64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_f16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_f16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_f16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_f16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_bf16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_bf16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_bf16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_bf16(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_f32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_f32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_f32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_f32(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_f64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_f64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_f64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_f64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_f8e4m3(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_f8e4m3(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_f8e4m3(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_f8e4m3(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_f8e5m2(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_f8e5m2(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_min_f8e5m2(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_max_f8e5m2(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_c64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_c64(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_sum_c128(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
+TUTTI_KERNEL tutti_fold_prod_c128(void* dst, struct tutti_fold_srcs srcs, unsigned long long count);
 #endif /* __CUDACC__ || __CUDACC_RTC__ */
 
 #endif /* TUTTI_KERNELS_H */

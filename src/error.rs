@@ -163,6 +163,20 @@ pub enum Error {
         theirs: String,
     },
 
+    /// A raw buffer is not where the call says it is: host memory passed as CUDA
+    /// device memory or the reverse (detected with cuPointerGetAttribute).
+    #[error("{what}: {buffer} is {actual}, but the call says {claimed}")]
+    MemoryMismatch {
+        /// The call.
+        what: String,
+        /// Which buffer (`send`, `recv`, `buf`).
+        buffer: &'static str,
+        /// What the call said (or needs).
+        claimed: crate::group::MemoryKind,
+        /// What the driver says.
+        actual: crate::group::MemoryKind,
+    },
+
     /// The launcher failed; see [`LaunchError`](crate::launch::LaunchError).
     #[error(transparent)]
     Launch(#[from] tutti_launch::LaunchError),

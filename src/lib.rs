@@ -16,11 +16,18 @@
 //!   utilities over them.
 //! - [`launch`] (the `tutti-launch` crate): the launcher (`tutti run`,
 //!   torchrun-compatible) and its library API ([`launch::Launcher`]).
+//! - [`testdata`]: exactly reducible data for benchmarks and validation (per-rank
+//!   inputs whose reduction is exact in any order, the reference, the checker) and
+//!   [`with_elem!`], which binds the Rust element type of a run-time [`DataType`].
+//! - [`validate`]: hardware validation (`tutti validate`): levels of checks whose
+//!   verdicts name the bad rank, pair, link, node or GPU ([`validate::Validator`]).
 
 pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod group;
+pub mod testdata;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use group::{GroupOptions, ProcessGroup, Work, init};

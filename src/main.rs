@@ -1,5 +1,5 @@
-//! The `tutti` command line: `tutti run` (the launcher) and `tutti bench` (the
-//! benchmark, the `tutti-bench` binary). Each subcommand is one
+//! The `tutti` command line: `tutti run` (the launcher), `tutti bench` (the
+//! benchmark, the `tutti-bench` binary) and `tutti validate` (hardware validation). Each subcommand is one
 //! variant of [`Command`] whose arguments live next to its implementation.
 
 use std::process::ExitCode;
@@ -28,6 +28,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Validate this node or job: inventory, bandwidths, checked collectives, link
+    /// matrix; names the bad rank, pair, link, node or GPU (exit 0 pass, 1 fail, 2
+    /// could not run), e.g. tutti validate --level 2 --nranks 4
+    Validate(tutti::validate::ValidateArgs),
 }
 
 /// `tutti bench ARGS`: execs `tutti-bench` from this executable's directory, else
@@ -58,8 +62,8 @@ fn bench(args: Vec<std::ffi::OsString>) -> ExitCode {
 }
 
 /// Logs to stderr: `RUST_LOG` if set, else the level in `TUTTI_DEBUG` (e.g. INFO),
-/// else warnings and the launcher's progress.
-fn init_tracing() {
+/// else `default`.
+fn init_tracing(default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -70,7 +74,7 @@ fn init_tracing() {
                 .filter(|v| !v.trim().is_empty())
                 .map(|v| v.trim().to_ascii_lowercase())
         })
-        .unwrap_or_else(|| "warn,tutti_launch=info".into());
+        .unwrap_or_else(|| default.into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -82,11 +86,18 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // Warnings and the launcher's progress; validate reports every failure in its
+    // table, so the library's own warnings (a peer that left, a broken link) would
+    // only repeat them: errors only, unless TUTTI_DEBUG or RUST_LOG say otherwise.
+    init_tracing(match cli.command {
+        Command::Validate(_) => "error",
+        _ => "warn,tutti_launch=info",
+    });
     match cli.command {
         Command::Run(args) => tutti::launch::cli::run(args, &|| {
             tutti::gpu::device_count().map_err(|e| e.to_string())
         }),
         Command::Bench { args } => bench(args),
+        Command::Validate(args) => tutti::validate::cli_main(args),
     }
 }

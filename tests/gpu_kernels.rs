@@ -6,19 +6,25 @@
 //! Results must be equal bit for bit (NaN: equal as a class); the bytes around each
 //! output must be untouched.
 //!
+//! The n-source fold kernels (what the collectives launch) against the CPU left fold:
+//! every dtype and valid op, 2 to 11 sources (more than one launch past 8), the same
+//! layouts.
+//!
 //! Without a GPU every test prints `SKIPPED: <reason>` and passes; with
 //! `TUTTI_REQUIRE_GPU=1` it fails instead.
 
+mod gpu_support;
+
 use std::sync::Arc;
 
-use half::{bf16, f16};
-use num_complex::Complex;
+use gpu_support::{Case, data, same};
+use half::f16;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tutti::cpu::Reducer;
 use tutti::gpu::cudarc::driver::{CudaSlice, CudaStream};
 use tutti::gpu::{self, GpuKernels};
-use tutti::{DataType, Error, F8E4M3, F8E5M2, ReduceOp};
+use tutti::{DataType, Error, ReduceOp};
 
 struct Gpu {
     kernels: Arc<GpuKernels>,
@@ -28,7 +34,7 @@ struct Gpu {
 /// The GPU, or `None` after printing why the test is skipped (a panic instead when
 /// `TUTTI_REQUIRE_GPU=1`). A GPU whose kernels fail to load is a failure.
 fn gpu() -> Option<Gpu> {
-    let required = std::env::var("TUTTI_REQUIRE_GPU").as_deref() == Ok("1");
+    let required = gpu_support::required();
     let ctx = match gpu::open_device(0) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -45,163 +51,6 @@ fn gpu() -> Option<Gpu> {
     });
     let stream = ctx.default_stream();
     Some(Gpu { kernels, stream })
-}
-
-// ------------------------------------------------------------------ data -------------
-
-#[derive(Clone, Copy, Debug)]
-enum Case {
-    /// Ordinary values (floats in a moderate range; integers: all bit patterns, so sums
-    /// and products overflow).
-    Values,
-    /// All bit patterns, with one element in four replaced by a special value.
-    Specials,
-}
-
-fn specials(dtype: DataType) -> Vec<Vec<u8>> {
-    let f32s: [u32; 11] = [
-        0x7f80_0000,
-        0xff80_0000,
-        0x7fc0_0000,
-        0xffc0_0000,
-        0x7f80_0001,
-        0,
-        0x8000_0000,
-        1,
-        0x7f7f_ffff,
-        0x0080_0000,
-        0x3f80_0000,
-    ];
-    let f64s: [u64; 10] = [
-        0x7ff0_0000_0000_0000,
-        0xfff0_0000_0000_0000,
-        0x7ff8_0000_0000_0000,
-        0xfff8_0000_0000_0000,
-        0x7ff0_0000_0000_0001,
-        0,
-        0x8000_0000_0000_0000,
-        1,
-        0x7fef_ffff_ffff_ffff,
-        0x3ff0_0000_0000_0000,
-    ];
-    let u16s = |v: &[u16]| v.iter().map(|x| x.to_le_bytes().to_vec()).collect();
-    let u8s = |v: &[u8]| v.iter().map(|x| vec![*x]).collect();
-    match dtype {
-        DataType::I8 | DataType::U8 => u8s(&[0x80, 0x7f, 0xff, 0, 1]),
-        DataType::I32 | DataType::U32 => [i32::MIN, i32::MAX, -1, 0, 1]
-            .iter()
-            .map(|x| x.to_le_bytes().to_vec())
-            .collect(),
-        DataType::I64 | DataType::U64 => [i64::MIN, i64::MAX, -1, 0, 1]
-            .iter()
-            .map(|x| x.to_le_bytes().to_vec())
-            .collect(),
-        DataType::F16 => u16s(&[0x7c00, 0xfc00, 0x7e00, 0x7c01, 0, 0x8000, 1, 0x7bff, 0x3c00]),
-        DataType::BF16 => u16s(&[0x7f80, 0xff80, 0x7fc0, 0x7f81, 0, 0x8000, 1, 0x7f7f, 0x3f80]),
-        DataType::F32 => f32s.iter().map(|x| x.to_le_bytes().to_vec()).collect(),
-        DataType::F64 => f64s.iter().map(|x| x.to_le_bytes().to_vec()).collect(),
-        DataType::F8E4M3 => u8s(&[0x7f, 0xff, 0x7e, 0xfe, 0, 0x80, 1, 8]),
-        DataType::F8E5M2 => u8s(&[0x7c, 0xfc, 0x7e, 0x7d, 0x7b, 0, 0x80, 1]),
-        DataType::C64 => f32s
-            .iter()
-            .flat_map(|re| f32s.iter().map(move |im| [*re, *im]))
-            .map(|[re, im]| [re.to_le_bytes(), im.to_le_bytes()].concat())
-            .collect(),
-        DataType::C128 => f64s
-            .iter()
-            .flat_map(|re| f64s.iter().map(move |im| [*re, *im]))
-            .map(|[re, im]| [re.to_le_bytes(), im.to_le_bytes()].concat())
-            .collect(),
-    }
-}
-
-/// One ordinary value of `dtype`, little-endian.
-fn value(dtype: DataType, rng: &mut StdRng) -> Vec<u8> {
-    match dtype {
-        DataType::F16 => f16::from_f32(rng.random_range(-300.0..300.0))
-            .to_le_bytes()
-            .to_vec(),
-        DataType::BF16 => bf16::from_f32(rng.random_range(-1000.0..1000.0))
-            .to_le_bytes()
-            .to_vec(),
-        DataType::F32 => rng.random_range(-1000.0f32..1000.0).to_le_bytes().to_vec(),
-        DataType::F64 => rng.random_range(-1000.0f64..1000.0).to_le_bytes().to_vec(),
-        DataType::F8E4M3 => vec![F8E4M3::from_f32(rng.random_range(-30.0..30.0)).to_bits()],
-        DataType::F8E5M2 => vec![F8E5M2::from_f32(rng.random_range(-300.0..300.0)).to_bits()],
-        DataType::C64 => {
-            let c = Complex::new(
-                rng.random_range(-100.0f32..100.0),
-                rng.random_range(-100.0f32..100.0),
-            );
-            bytemuck::bytes_of(&c).to_vec()
-        }
-        DataType::C128 => {
-            let c = Complex::new(
-                rng.random_range(-100.0f64..100.0),
-                rng.random_range(-100.0f64..100.0),
-            );
-            bytemuck::bytes_of(&c).to_vec()
-        }
-        // Integers: any bit pattern.
-        _ => {
-            let mut v = vec![0u8; dtype.size()];
-            rng.fill(&mut v[..]);
-            v
-        }
-    }
-}
-
-fn data(dtype: DataType, count: usize, case: Case, rng: &mut StdRng) -> Vec<u8> {
-    let size = dtype.size();
-    let mut out = vec![0u8; count * size];
-    match case {
-        Case::Values if dtype.is_integer() => rng.fill(&mut out[..]),
-        Case::Values => {
-            for chunk in out.chunks_exact_mut(size) {
-                chunk.copy_from_slice(&value(dtype, rng));
-            }
-        }
-        Case::Specials => {
-            rng.fill(&mut out[..]);
-            let sp = specials(dtype);
-            for chunk in out.chunks_exact_mut(size) {
-                if rng.random_range(0..4) == 0 {
-                    chunk.copy_from_slice(&sp[rng.random_range(0..sp.len())]);
-                }
-            }
-        }
-    }
-    out
-}
-
-// ------------------------------------------------------------------ comparison -------
-
-fn is_nan(bytes: &[u8], dtype: DataType) -> bool {
-    let u16v = || u16::from_le_bytes([bytes[0], bytes[1]]);
-    let f32v = |b: &[u8]| f32::from_le_bytes(b[..4].try_into().unwrap());
-    let f64v = |b: &[u8]| f64::from_le_bytes(b[..8].try_into().unwrap());
-    match dtype {
-        DataType::F16 => u16v() & 0x7fff > 0x7c00,
-        DataType::BF16 => u16v() & 0x7fff > 0x7f80,
-        DataType::F32 => f32v(bytes).is_nan(),
-        DataType::F64 => f64v(bytes).is_nan(),
-        DataType::F8E4M3 => F8E4M3(bytes[0]).is_nan(),
-        DataType::F8E5M2 => F8E5M2(bytes[0]).is_nan(),
-        _ => false,
-    }
-}
-
-/// Bit-equal, or NaN in both (per component for complex).
-fn same(dtype: DataType, x: &[u8], y: &[u8]) -> bool {
-    match dtype {
-        DataType::C64 => {
-            same(DataType::F32, &x[..4], &y[..4]) && same(DataType::F32, &x[4..], &y[4..])
-        }
-        DataType::C128 => {
-            same(DataType::F64, &x[..8], &y[..8]) && same(DataType::F64, &x[8..], &y[8..])
-        }
-        _ => x == y || (is_nan(x, dtype) && is_nan(y, dtype)),
-    }
 }
 
 // ------------------------------------------------------------------ one check --------
@@ -562,4 +411,115 @@ fn bad_input_is_an_error_not_a_launch() {
     ));
     // Nothing ran: d is still zero.
     assert!(s.clone_dtoh(&d).unwrap().iter().all(|&x| x == 0));
+}
+
+// ------------------------------------------------------------------ folds ------------
+
+/// The fold of `k` random sources of `count` elements against the CPU left fold, in
+/// `layout` (sources at the layout's `a` offset, the destination at its `dst` offset).
+fn check_fold(
+    g: &Gpu,
+    dtype: DataType,
+    op: ReduceOp,
+    k: usize,
+    count: usize,
+    layout: Layout,
+    seed: u64,
+) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let size = dtype.size();
+    let n = count * size;
+    let srcs: Vec<Vec<u8>> = (0..k)
+        .map(|_| data(dtype, count, Case::Values, &mut rng))
+        .collect();
+    let refs: Vec<&[u8]> = srcs.iter().map(Vec::as_slice).collect();
+    let want = gpu_support::fold(dtype, op, &refs, 1);
+    let (od, oa, _) = layout.offsets(size);
+    let garbage = data(dtype, count, Case::Specials, &mut rng);
+    let mut dbuf = upload(g, od, &garbage);
+    let sbufs: Vec<CudaSlice<u8>> = srcs.iter().map(|x| upload(g, oa, x)).collect();
+    {
+        let views: Vec<_> = sbufs.iter().map(|b| b.slice(oa..oa + n)).collect();
+        let mut dview = dbuf.slice_mut(od..od + n);
+        g.kernels
+            .fold_bytes(&g.stream, dtype, op, &mut dview, &views)
+            .map_err(|e| format!("fold: {e}"))?;
+    }
+    let got = g
+        .stream
+        .clone_dtoh(&dbuf)
+        .map_err(|e| format!("download: {e}"))?;
+    if got[..od].iter().chain(&got[od + n..]).any(|&x| x != GUARD) {
+        return Err("bytes outside the output were written".into());
+    }
+    match gpu_support::first_difference(dtype, &got[od..od + n], &want) {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "element {i}: cpu={:02x?} gpu={:02x?}",
+            &want[i * size..(i + 1) * size],
+            &got[od + i * size..od + (i + 1) * size]
+        )),
+    }
+}
+
+#[test]
+fn fold_kernels_match_the_cpu_left_fold() {
+    let Some(g) = gpu() else { return };
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    let mut seed = 0xf01d_u64;
+    for dtype in DataType::ALL {
+        for op in ReduceOp::valid_for(dtype, 0.37) {
+            // The fold is the step; Avg and PreMulSum fold with Sum.
+            if matches!(op, ReduceOp::Avg | ReduceOp::PreMulSum(_)) {
+                continue;
+            }
+            for k in [2usize, 3, 8, 9, 11] {
+                for (count, layout) in [
+                    (0, Layout::Aligned),
+                    (1, Layout::Aligned),
+                    (1027, Layout::Aligned),
+                    (1027, Layout::SameOffset),
+                    (129, Layout::MixedOffset),
+                    (65, Layout::ByteOffset),
+                    ((1 << 18) + 5, Layout::Aligned),
+                ] {
+                    seed += 1;
+                    runs += 1;
+                    if let Err(e) = check_fold(&g, dtype, op, k, count, layout, seed) {
+                        failures.push(format!("{dtype} {op} k={k} count={count} {layout:?}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} folds differ from the CPU left fold:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!("{runs} folds equal to the CPU left fold");
+}
+
+#[test]
+fn a_fold_of_one_source_is_a_copy_and_of_none_an_error() {
+    let Some(g) = gpu() else { return };
+    let s = &g.stream;
+    let src = s.clone_htod(&[1u8, 2, 3, 4]).unwrap();
+    let mut dst = s.alloc_zeros::<u8>(4).unwrap();
+    g.kernels
+        .fold_bytes(s, DataType::U8, ReduceOp::Max, &mut dst, &[src.slice(..)])
+        .unwrap();
+    assert_eq!(s.clone_dtoh(&dst).unwrap(), vec![1, 2, 3, 4]);
+    assert!(matches!(
+        g.kernels
+            .fold_bytes(s, DataType::U8, ReduceOp::Max, &mut dst, &[]),
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -7,6 +7,8 @@
 # and then tutti's all_reduce (float32 sum) in the same four configurations:
 # shm and tcp, 2 and 4 ranks. Results land in $OUT (default
 # bench/campaign/out-<date>); summarize.py turns them into the side-by-side table.
+# CONFIGS="shm-2 shm-4" limits tutti's configurations and ONLY='openmpi-shm|mpich-shm'
+# the peers' (run_all.sh's regex).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,9 +35,8 @@ tutti_cfg() { # name transport nranks
 for REP in $(seq 1 "$REPEATS"); do
     log "peers rep $REP"
     RES="$OUT/peers-rep$REP" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
-    tutti_cfg shm-2 shm 2
-    tutti_cfg shm-4 shm 4
-    tutti_cfg tcp-2 tcp 2
-    tutti_cfg tcp-4 tcp 4
+    for cfg in ${CONFIGS:-shm-2 shm-4 tcp-2 tcp-4}; do
+        tutti_cfg "$cfg" "${cfg%-*}" "${cfg#*-}"
+    done
 done
 python3 "$here/summarize.py" "$OUT" | tee "$OUT/summary.md"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side summary of a campaign directory: tutti and the peers, median over the
 repeats (the peers' own summarize.py logic for their files: '8B mean' and busbw at
-64 KiB, 1 MiB, 16 MiB and 256 MiB), with the ratios the targets are stated in."""
+every size from 64 KiB to 256 MiB, factor 4), with the ratios the targets are stated in."""
 import glob, os, re, statistics, sys
 
 out = sys.argv[1]
@@ -33,7 +33,10 @@ def peer_rows(path):
                 cur['bw'][size] = float(f[6])
     return runs
 
-sizes = [65536, 1 << 20, 16 << 20, 256 << 20]
+sizes = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20]
+
+def label(b):
+    return f'{b >> 20}MiB' if b >= 1 << 20 else f'{b >> 10}KiB'
 configs = ['shm-2', 'shm-4', 'tcp-2', 'tcp-4']
 peer_map = {'shm-2': ['openmpi-shm-2', 'mpich-shm-2'], 'shm-4': ['openmpi-shm-4', 'mpich-shm-4'],
             'tcp-2': ['openmpi-tcp-2', 'mpich-tcp-2', 'gloo-tcp-2'], 'tcp-4': ['openmpi-tcp-4', 'mpich-tcp-4', 'gloo-tcp-4']}
@@ -45,8 +48,8 @@ def med(xs):
 def fmt(x, p=2):
     return '-' if x is None else (f'{x:.{p}f}' if x < 1000 else f'{x:.0f}')
 
-print('| config | runs | 8B mean us | busbw 64KiB | 1MiB | 16MiB | 256MiB |')
-print('|---|---|---|---|---|---|---|')
+print('| config | runs | 8B mean us | ' + ' | '.join('busbw ' + label(b) for b in sizes) + ' |')
+print('|---|---|---|' + '---|' * len(sizes))
 table = {}
 for cfg in configs:
     files = sorted(glob.glob(os.path.join(out, f'tutti-{cfg}.rep*.txt')))
@@ -69,8 +72,8 @@ for cfg in configs:
 print()
 print('Ratios (tutti / best peer of the same transport and rank count; latency: best peer / tutti, so > 1 means tutti is faster):')
 print()
-print('| config | 8B latency | 64KiB | 1MiB | 16MiB | 256MiB |')
-print('|---|---|---|---|---|---|')
+print('| config | 8B latency | ' + ' | '.join(label(b) for b in sizes) + ' |')
+print('|---|---|' + '---|' * len(sizes))
 for cfg in configs:
     t = table.get('tutti-' + cfg)
     ps = [table[p] for p in peer_map[cfg] if p in table]

@@ -158,6 +158,16 @@ pub struct Cli {
     #[arg(long, value_parser = ["ring", "tree", "hier"])]
     pub algo: Option<String>,
 
+    /// Where the buffers live: `cpu` (host memory) or `cuda` (GPU memory; each rank
+    /// takes a GPU round-robin over the visible ones, or see --ranks-per-gpu).
+    #[arg(long, value_parser = ["cpu", "cuda"], default_value = "cpu")]
+    pub device: String,
+
+    /// With --device cuda: this many consecutive local ranks share each GPU (4 ranks
+    /// with --ranks-per-gpu 4 all run on GPU 0).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ranks_per_gpu: Option<u32>,
+
     /// Write the results as JSON to FILE (`-` or no FILE: to stdout, instead of the table).
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     pub json: Option<PathBuf>,
@@ -271,6 +281,12 @@ impl Cli {
                 n - 1
             ));
         }
+        if self.device != "cuda" && self.ranks_per_gpu.is_some() {
+            return Err("--ranks-per-gpu needs --device cuda".into());
+        }
+        if self.device == "cuda" && colls.contains(&Collective::SendRecv) {
+            return Err("send_recv has no device path yet: use --device cpu for it".into());
+        }
         let to_stdout = |p: &Option<PathBuf>| p.as_ref().is_some_and(|p| p.as_os_str() == "-");
         if to_stdout(&self.json) && to_stdout(&self.csv) {
             return Err("--json and --csv cannot both go to stdout; give one a FILE".into());
@@ -341,6 +357,17 @@ mod tests {
                 .is_err()
         );
         assert!(cli(&["all_reduce", "-b", "0"]).validate().is_err());
+        assert!(
+            cli(&["all_reduce", "--ranks-per-gpu", "2"])
+                .validate()
+                .is_err()
+        );
+        assert!(cli(&["send_recv", "--device", "cuda"]).validate().is_err());
+        assert!(
+            cli(&["all_reduce", "--device", "cuda", "--ranks-per-gpu", "4"])
+                .validate()
+                .is_ok()
+        );
         assert!(
             cli(&["all_gather", "-o", "band", "-d", "float"])
                 .validate()

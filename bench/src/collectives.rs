@@ -28,7 +28,7 @@
 
 use tutti::{ProcessGroup, ReduceOp};
 
-use crate::data::{self, BenchElem, Pattern};
+use crate::data::{self, Pattern, TestElem};
 
 /// A collective the bench runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -173,7 +173,7 @@ pub struct Buffers<T> {
     pub scratch: Vec<T>,
 }
 
-impl<T: BenchElem> Buffers<T> {
+impl<T: TestElem> Buffers<T> {
     /// Buffers for the largest of `layouts` (the receive buffer also holds the
     /// in-place input, so it is as large as both).
     pub fn new(layouts: &[Layout]) -> Self {
@@ -200,7 +200,7 @@ pub struct Spec {
 }
 
 /// Runs the collective once at `l` (nothing when `l.param` is 0: every rank skips).
-pub fn run_once<T: BenchElem>(
+pub fn run_once<T: TestElem>(
     pg: &ProcessGroup,
     s: &Spec,
     l: &Layout,
@@ -253,7 +253,7 @@ pub fn run_once<T: BenchElem>(
     }
 }
 
-fn send_recv<T: BenchElem>(
+fn send_recv<T: TestElem>(
     pg: &ProcessGroup,
     c: usize,
     in_place: bool,
@@ -279,13 +279,13 @@ fn send_recv<T: BenchElem>(
 }
 
 /// The input pattern of `s` for `T` over `n` ranks.
-pub fn pattern<T: BenchElem>(s: &Spec, n: usize) -> Pattern {
+pub fn pattern<T: TestElem>(s: &Spec, n: usize) -> Pattern {
     Pattern::new::<T>(s.coll.reduces().then_some(s.op), n)
 }
 
 /// Writes this rank's inputs of repetition `rep` for a run at `l` (and zeroes the
 /// output), as nccl-tests' `InitData` does.
-pub fn init<T: BenchElem>(
+pub fn init<T: TestElem>(
     pg: &ProcessGroup,
     s: &Spec,
     l: &Layout,
@@ -330,7 +330,7 @@ pub fn init<T: BenchElem>(
 
 /// Counts the wrong elements of this rank's result of repetition `rep` (every
 /// element of the output is compared with the reference).
-pub fn check<T: BenchElem>(
+pub fn check<T: TestElem>(
     pg: &ProcessGroup,
     s: &Spec,
     l: &Layout,

@@ -1,323 +1,16 @@
-//! Deterministic benchmark data and the reference results `-c` checks against.
-//!
-//! Rank `r`'s input is a virtual array `X_r[i]` that any rank can regenerate from
-//! `(r, i, rep)` alone (a hash, no communication), as nccl-tests does. Each rank then
-//! computes the result it must receive from the other ranks' regenerated inputs with
-//! tutti's CPU kernels and compares every element bit for bit.
-//!
-//! The values are chosen so that the reduction is exact in every order the ring or
-//! tree may apply it: small integers for sums (bounded so that `n * max` stays below
-//! the dtype's exact-integer limit, e.g. 2048 for f16, 16 for f8e4m3), `±1`/`±2` for
-//! floating-point products (with at most as many factors of 2 as the exponent range
-//! holds), anything for min/max and bitwise ops, integers wrap (exact in any order).
-//! `Avg` and `PreMulSum` finalize once after an exact sum, so their results are
-//! bit-identical too.
+//! Deterministic benchmark data and the reference results `-c` checks against:
+//! [`tutti::testdata`]'s generator (rank `r`'s input is a virtual array any rank can
+//! regenerate from `(r, i, rep)`, exact in any reduction order, as nccl-tests does;
+//! the reference from tutti's CPU kernels, every element compared bit for bit),
+//! re-exported, and the bench's own helpers: the corruption hook and nccl-tests'
+//! names of types and ops.
 
-use half::{bf16, f16};
-use num_complex::Complex;
-use tutti::{DataType, Element, F8E4M3, F8E5M2, ReduceOp};
-
-/// An element type the benchmark can generate values of.
-pub trait BenchElem: Element {
-    /// Largest integer magnitude up to which every integer is representable (and
-    /// so sums of such integers are exact), per component; `i64::MAX` for the
-    /// integer types, whose wrapping arithmetic is exact in any order.
-    const EXACT: i64;
-    /// How many factors of 2 a product may hold and stay finite.
-    const MAX_POW2: u32;
-    /// True for the integer types.
-    const INTEGER: bool;
-    /// True for the complex types.
-    const COMPLEX: bool = false;
-    /// The value `re + im·i` (real types ignore `im`; integers wrap).
-    fn from_parts(re: i64, im: i64) -> Self;
-}
-
-macro_rules! int_elem {
-    ($($t:ty),*) => {$(
-        impl BenchElem for $t {
-            const EXACT: i64 = i64::MAX;
-            const MAX_POW2: u32 = 62;
-            const INTEGER: bool = true;
-            fn from_parts(re: i64, _im: i64) -> Self {
-                re as $t
-            }
-        }
-    )*};
-}
-int_elem!(i8, u8, i32, u32, i64, u64);
-
-impl BenchElem for f16 {
-    const EXACT: i64 = 2048;
-    const MAX_POW2: u32 = 15;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        f16::from_f64(re as f64)
-    }
-}
-
-impl BenchElem for bf16 {
-    const EXACT: i64 = 256;
-    const MAX_POW2: u32 = 127;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        bf16::from_f64(re as f64)
-    }
-}
-
-impl BenchElem for f32 {
-    const EXACT: i64 = 1 << 24;
-    const MAX_POW2: u32 = 127;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        re as f32
-    }
-}
-
-impl BenchElem for f64 {
-    const EXACT: i64 = 1 << 53;
-    const MAX_POW2: u32 = 1023;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        re as f64
-    }
-}
-
-impl BenchElem for F8E4M3 {
-    const EXACT: i64 = 16;
-    const MAX_POW2: u32 = 8;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        F8E4M3::from_f32(re as f32)
-    }
-}
-
-impl BenchElem for F8E5M2 {
-    const EXACT: i64 = 8;
-    const MAX_POW2: u32 = 15;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, _im: i64) -> Self {
-        F8E5M2::from_f32(re as f32)
-    }
-}
-
-impl BenchElem for Complex<f32> {
-    const COMPLEX: bool = true;
-    const EXACT: i64 = 1 << 24;
-    const MAX_POW2: u32 = 127;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, im: i64) -> Self {
-        Complex::new(re as f32, im as f32)
-    }
-}
-
-impl BenchElem for Complex<f64> {
-    const COMPLEX: bool = true;
-    const EXACT: i64 = 1 << 53;
-    const MAX_POW2: u32 = 1023;
-    const INTEGER: bool = false;
-    fn from_parts(re: i64, im: i64) -> Self {
-        Complex::new(re as f64, im as f64)
-    }
-}
-
-/// Runs `$body` with the type alias `$t` bound to the Rust element type of the
-/// [`DataType`] `$dtype`.
-#[macro_export]
-macro_rules! with_elem {
-    ($dtype:expr, $t:ident, $body:block) => {
-        match $dtype {
-            ::tutti::DataType::I8 => {
-                type $t = i8;
-                $body
-            }
-            ::tutti::DataType::U8 => {
-                type $t = u8;
-                $body
-            }
-            ::tutti::DataType::I32 => {
-                type $t = i32;
-                $body
-            }
-            ::tutti::DataType::U32 => {
-                type $t = u32;
-                $body
-            }
-            ::tutti::DataType::I64 => {
-                type $t = i64;
-                $body
-            }
-            ::tutti::DataType::U64 => {
-                type $t = u64;
-                $body
-            }
-            ::tutti::DataType::F16 => {
-                type $t = ::half::f16;
-                $body
-            }
-            ::tutti::DataType::BF16 => {
-                type $t = ::half::bf16;
-                $body
-            }
-            ::tutti::DataType::F32 => {
-                type $t = f32;
-                $body
-            }
-            ::tutti::DataType::F64 => {
-                type $t = f64;
-                $body
-            }
-            ::tutti::DataType::F8E4M3 => {
-                type $t = ::tutti::F8E4M3;
-                $body
-            }
-            ::tutti::DataType::F8E5M2 => {
-                type $t = ::tutti::F8E5M2;
-                $body
-            }
-            ::tutti::DataType::C64 => {
-                type $t = ::num_complex::Complex<f32>;
-                $body
-            }
-            ::tutti::DataType::C128 => {
-                type $t = ::num_complex::Complex<f64>;
-                $body
-            }
-        }
-    };
-}
-
-/// Which values an input holds (see the module docs for why).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pattern {
-    /// Integers in `[-max, max]` (both components for complex).
-    Sum {
-        /// Largest magnitude.
-        max: i64,
-    },
-    /// `±1`/`±2` for real floats, `1`/`2` for complex (a factor 2 only on the
-    /// first `MAX_POW2` ranks), `±1..±3` for integers.
-    Prod,
-    /// Integers in `[-1000, 1000]` (min/max: any value works).
-    Order,
-    /// Arbitrary bits (bitwise ops).
-    Bits,
-    /// Data-movement collectives: arbitrary integers, or integers in
-    /// `[-1000, 1000]` for floats.
-    Copy,
-}
-
-impl Pattern {
-    /// The pattern for a collective that reduces with `op` over `nranks` ranks
-    /// (`None`: it only moves data).
-    pub fn new<T: BenchElem>(op: Option<ReduceOp>, nranks: usize) -> Pattern {
-        let n = nranks.max(1) as i64;
-        match op {
-            None => Pattern::Copy,
-            Some(ReduceOp::Sum | ReduceOp::Avg | ReduceOp::PreMulSum(_)) => Pattern::Sum {
-                max: if T::INTEGER {
-                    1 << 30
-                } else {
-                    (T::EXACT / n).min(1000)
-                },
-            },
-            Some(ReduceOp::Prod) => Pattern::Prod,
-            Some(ReduceOp::Min | ReduceOp::Max) => Pattern::Order,
-            Some(ReduceOp::BAnd | ReduceOp::BOr | ReduceOp::BXor) => Pattern::Bits,
-        }
-    }
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A number in `0..m` from the hash `h` (multiply-high, no division).
-fn below(h: u64, m: u64) -> i64 {
-    ((u128::from(h) * u128::from(m)) >> 64) as i64
-}
-
-/// Fills `out` with `X_rank[start..start + out.len()]` of repetition `rep`.
-pub fn fill<T: BenchElem>(p: Pattern, rank: usize, rep: u64, start: usize, out: &mut [T]) {
-    let seed = splitmix(rep.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ ((rank as u64) << 20));
-    let doubling = (rank as u64) < u64::from(T::MAX_POW2);
-    for (k, o) in out.iter_mut().enumerate() {
-        let idx = (start + k) as u64;
-        let h = splitmix(seed ^ idx.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let h2 = h.rotate_left(32);
-        *o = match p {
-            Pattern::Sum { max } => {
-                let m = (2 * max + 1) as u64;
-                T::from_parts(below(h, m) - max, below(h2, m) - max)
-            }
-            Pattern::Prod if T::INTEGER => {
-                let v = below(h, 6) - 3;
-                T::from_parts(if v >= 0 { v + 1 } else { v }, 0)
-            }
-            Pattern::Prod => {
-                // Complex products of negative reals could end with an imaginary
-                // part of -0 or +0 depending on the order: keep them positive.
-                let sign = if h & 1 == 1 && !T::COMPLEX { -1 } else { 1 };
-                let mag = if doubling && (h >> 1) & 1 == 1 { 2 } else { 1 };
-                T::from_parts(sign * mag, 0)
-            }
-            Pattern::Order => T::from_parts(below(h, 2001) - 1000, 0),
-            Pattern::Bits => T::from_parts(h as i64, 0),
-            Pattern::Copy if T::INTEGER => T::from_parts(h as i64, 0),
-            Pattern::Copy => T::from_parts(below(h, 2001) - 1000, below(h2, 2001) - 1000),
-        };
-    }
-}
-
-/// The reduction with `op` over ranks `0..nranks` of `X_r[start..start + acc.len()]`,
-/// finalized (Avg, PreMulSum), into `acc`; `tmp` is scratch of the same length.
-pub fn fill_reduced<T: BenchElem>(
-    p: Pattern,
-    op: ReduceOp,
-    nranks: usize,
-    rep: u64,
-    start: usize,
-    acc: &mut [T],
-    tmp: &mut [T],
-) -> tutti::Result<()> {
-    fill(p, 0, rep, start, acc);
-    for r in 1..nranks {
-        fill(p, r, rep, start, tmp);
-        tutti::cpu::reduce_inplace(op, acc, tmp)?;
-    }
-    tutti::cpu::finalize(op, acc, nranks)
-}
-
-/// Elements compared per block (the expected values are generated block by block).
-const BLOCK: usize = 16 * 1024;
-
-/// Counts the elements of `got` whose bits differ from the expected values, which
-/// `expect(start, block)` writes for `got[start..start + block.len()]`.
-pub fn count_wrong<T: BenchElem>(
-    got: &[T],
-    mut expect: impl FnMut(usize, &mut [T]) -> tutti::Result<()>,
-) -> tutti::Result<u64> {
-    let zero = <T as bytemuck::Zeroable>::zeroed();
-    let mut want = vec![zero; BLOCK.min(got.len())];
-    let mut wrong = 0u64;
-    for (b, chunk) in got.chunks(BLOCK).enumerate() {
-        let w = &mut want[..chunk.len()];
-        expect(b * BLOCK, w)?;
-        wrong += chunk
-            .iter()
-            .zip(w.iter())
-            .filter(|(g, e)| bytemuck::bytes_of(*g) != bytemuck::bytes_of(*e))
-            .count() as u64;
-    }
-    Ok(wrong)
-}
+pub use tutti::testdata::{Pattern, TestElem, count_wrong, fill, fill_reduced};
+use tutti::{DataType, ReduceOp};
 
 /// Flips one bit of the element in the middle of `buf` (the `TUTTI_BENCH_CORRUPT`
 /// test hook: the check must then report at least one wrong element).
-pub fn corrupt<T: BenchElem>(buf: &mut [T]) {
+pub fn corrupt<T: TestElem>(buf: &mut [T]) {
     if buf.is_empty() {
         return;
     }
@@ -359,62 +52,24 @@ pub fn op_name(op: ReduceOp) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tutti::testdata::mismatches;
 
     #[test]
-    fn sums_are_exact_in_any_order() {
-        // f8e4m3 over 2 ranks: values in [-8, 8], sums in [-16, 16], all exact.
-        let p = Pattern::new::<F8E4M3>(Some(ReduceOp::Sum), 2);
-        assert_eq!(p, Pattern::Sum { max: 8 });
-        let (mut a, mut b) = (vec![F8E4M3::default(); 1000], vec![F8E4M3::default(); 1000]);
-        fill(p, 0, 1, 0, &mut a);
-        fill(p, 1, 1, 0, &mut b);
-        for (x, y) in a.iter().zip(&b) {
-            let s = x.to_f32() + y.to_f32();
-            assert_eq!(F8E4M3::from_f32(s).to_f32(), s);
-        }
-    }
-
-    #[test]
-    fn generation_is_deterministic_and_blockwise() {
-        let p = Pattern::new::<f32>(Some(ReduceOp::Sum), 4);
-        let mut whole = vec![0f32; 100];
-        fill(p, 3, 7, 0, &mut whole);
-        let mut part = vec![0f32; 40];
-        fill(p, 3, 7, 50, &mut part);
-        assert_eq!(&whole[50..90], &part[..]);
-        let mut other = vec![0f32; 100];
-        fill(p, 2, 7, 0, &mut other);
-        assert_ne!(whole, other);
-    }
-
-    #[test]
-    fn count_wrong_sees_a_flipped_bit() {
-        let p = Pattern::Copy;
-        let mut got = vec![0u8; 40_000];
-        fill(p, 1, 0, 0, &mut got);
-        let check = |got: &[u8]| {
-            count_wrong(got, |s, w: &mut [u8]| {
-                fill(p, 1, 0, s, w);
-                Ok(())
-            })
-        };
-        assert_eq!(check(&got).unwrap(), 0);
+    fn corrupt_flips_one_bit_of_the_middle_element() {
+        let mut got = vec![0f32; 33];
+        fill(Pattern::Copy, 1, 0, 0, &mut got);
+        let want = got.clone();
         corrupt(&mut got);
-        assert_eq!(check(&got).unwrap(), 1);
+        assert_eq!(mismatches(&got, &want), 1);
+        assert_eq!((got[16].to_bits() ^ want[16].to_bits()).count_ones(), 1);
+        corrupt::<u8>(&mut []);
     }
 
     #[test]
-    fn reduced_reference_matches_a_direct_sum() {
-        let p = Pattern::new::<i32>(Some(ReduceOp::Sum), 3);
-        let (mut acc, mut tmp) = (vec![0i32; 10], vec![0i32; 10]);
-        fill_reduced(p, ReduceOp::Sum, 3, 0, 5, &mut acc, &mut tmp).unwrap();
-        let mut want = vec![0i32; 10];
-        for r in 0..3 {
-            fill(p, r, 0, 5, &mut tmp);
-            for (w, t) in want.iter_mut().zip(&tmp) {
-                *w = w.wrapping_add(*t);
-            }
-        }
-        assert_eq!(acc, want);
+    fn names_follow_nccl_tests() {
+        assert_eq!(type_name(DataType::F32), "float");
+        assert_eq!(type_name(DataType::BF16), "bfloat16");
+        assert_eq!(op_name(ReduceOp::Sum), "sum");
+        assert_eq!(op_name(ReduceOp::PreMulSum(2.0)), "mulsum");
     }
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collectives;
 pub mod compare;
 pub mod data;
+pub mod device;
 pub mod output;
 pub mod plot;
 pub mod progress;

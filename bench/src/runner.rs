@@ -21,7 +21,8 @@ use tutti::{GroupOptions, ProcessGroup, ReduceOp};
 
 use crate::cli::Cli;
 use crate::collectives::{self, Buffers, Collective, Spec};
-use crate::data::{self, BenchElem};
+use crate::data::{self, TestElem};
+use crate::device::{DeviceBuffers, Gpu};
 use crate::output::{Config, Measure, Report, Row, Run};
 use crate::progress::Progress;
 use crate::{compare, plot, table};
@@ -211,6 +212,9 @@ struct Bench<'a> {
     transport: String,
     algo: String,
     label: String,
+    /// With `--device cuda`: this rank's GPU and the device twins of the buffers.
+    gpu: Option<Gpu>,
+    dbufs: Option<DeviceBuffers>,
 }
 
 impl Bench<'_> {
@@ -251,8 +255,51 @@ impl Bench<'_> {
         Ok(v[0])
     }
 
+    /// One run of the collective: on the host buffers, or enqueued on the GPU.
+    fn run_once<T: TestElem>(
+        &mut self,
+        s: &Spec,
+        l: &collectives::Layout,
+        in_place: bool,
+        b: &mut Buffers<T>,
+    ) -> tutti::Result<()> {
+        match (&self.gpu, &mut self.dbufs) {
+            (Some(g), Some(d)) => d.run_once(g, self.pg, s, l, in_place, self.cli.datatype),
+            _ => collectives::run_once(self.pg, s, l, in_place, b),
+        }
+    }
+
+    /// Waits until the GPU ran everything queued (nothing to do on the host).
+    fn sync(&self) -> tutti::Result<()> {
+        self.gpu.as_ref().map_or(Ok(()), Gpu::sync)
+    }
+
+    /// nccl-tests' `InitData`, then the upload to the GPU.
+    fn init<T: TestElem>(
+        &mut self,
+        s: &Spec,
+        l: &collectives::Layout,
+        in_place: bool,
+        rep: u64,
+        b: &mut Buffers<T>,
+    ) -> tutti::Result<()> {
+        collectives::init(self.pg, s, l, in_place, rep, b);
+        match (&self.gpu, &mut self.dbufs) {
+            (Some(g), Some(d)) => d.upload(g, b, l),
+            _ => Ok(()),
+        }
+    }
+
+    /// Brings the GPU's output back before `-c` checks it.
+    fn fetch<T: TestElem>(&self, l: &collectives::Layout, b: &mut Buffers<T>) -> tutti::Result<()> {
+        match (&self.gpu, &self.dbufs) {
+            (Some(g), Some(d)) => d.download(g, b, l),
+            _ => Ok(()),
+        }
+    }
+
     /// nccl-tests' `BenchTime`: one size, one placement.
-    fn bench_time<T: BenchElem>(
+    fn bench_time<T: TestElem>(
         &mut self,
         s: &Spec,
         l: &collectives::Layout,
@@ -261,24 +308,29 @@ impl Bench<'_> {
     ) -> tutti::Result<Measure> {
         let pg = self.pg;
         if self.cli.check > 0 {
-            collectives::init(pg, s, l, in_place, 0, b);
+            self.init(s, l, in_place, 0, b)?;
         }
-        collectives::run_once(pg, s, l, in_place, b)?;
+        self.run_once(s, l, in_place, b)?;
+        self.sync()?;
         pg.barrier()?;
         let iters = self.cli.iters.max(1);
         let t = Instant::now();
         for _ in 0..iters {
-            collectives::run_once(pg, s, l, in_place, b)?;
+            self.run_once(s, l, in_place, b)?;
             if self.cli.blocking > 0 {
+                self.sync()?;
                 pg.barrier()?;
             }
         }
+        self.sync()?;
         let secs = self.combine_time(t.elapsed().as_secs_f64() / f64::from(iters))?;
         let mut nwrong = None;
         for _ in 0..self.cli.check {
             self.rep += 1;
-            collectives::init(pg, s, l, in_place, self.rep, b);
-            collectives::run_once(pg, s, l, in_place, b)?;
+            self.init(s, l, in_place, self.rep, b)?;
+            self.run_once(s, l, in_place, b)?;
+            self.sync()?;
+            self.fetch(l, b)?;
             let mine = collectives::check(pg, s, l, in_place, self.rep, b, self.corrupt)?;
             let all = self.sum_u64(mine)?;
             nwrong = Some(all);
@@ -297,7 +349,7 @@ impl Bench<'_> {
     }
 
     /// nccl-tests' `TimeTest`: every size of one collective.
-    fn run<T: BenchElem>(&mut self, coll: Collective) -> tutti::Result<Run> {
+    fn run<T: TestElem>(&mut self, coll: Collective) -> tutti::Result<Run> {
         let (pg, cli) = (self.pg, self.cli);
         let n = pg.size();
         let elem = cli.datatype.size();
@@ -309,6 +361,9 @@ impl Bench<'_> {
         let sizes = cli.sizes();
         let layouts: Vec<_> = sizes.iter().map(|&b| coll.layout(b, elem, n)).collect();
         let mut b = Buffers::<T>::new(&layouts);
+        if let Some(g) = &self.gpu {
+            self.dbufs = Some(DeviceBuffers::new(g, &layouts, elem)?);
+        }
         self.print(&format!(
             "#\n# Collective test starting: {}\n{}",
             coll.name(),
@@ -317,9 +372,10 @@ impl Bench<'_> {
         self.progress.set(format!("{} warm-up", coll.name()));
         for l in [layouts.last(), layouts.first()].into_iter().flatten() {
             for _ in 0..cli.warmup_iters {
-                collectives::run_once(pg, &s, l, false, &mut b)?;
+                self.run_once(&s, l, false, &mut b)?;
             }
         }
+        self.sync()?;
         let mut rows = Vec::new();
         for l in &layouts {
             let size = crate::sizes::format_size(l.bytes as usize);
@@ -414,21 +470,24 @@ fn preamble(cli: &Cli, pg: &ProcessGroup, ranks: &[String], transport: &str, alg
         ][cli.average.min(3) as usize]
     ));
     for (r, info) in ranks.iter().enumerate() {
-        let (pid, host) = info.split_once(' ').unwrap_or(("?", info));
+        let mut parts = info.splitn(3, ' ');
+        let pid = parts.next().unwrap_or("?");
+        let host = parts.next().unwrap_or("?");
+        let device = parts.next().unwrap_or("cpu [host memory]");
         s.push_str(&format!(
-            "#  Rank {r:>2} Group  0 Pid {pid:>6} on {host:>10} device cpu [host memory]\n"
+            "#  Rank {r:>2} Group  0 Pid {pid:>6} on {host:>10} device {device}\n"
         ));
     }
     s
 }
 
 /// Exchanges "pid host" through the group's store; rank 0 gets every rank's.
-fn rank_infos(pg: &ProcessGroup) -> tutti::Result<Vec<String>> {
+fn rank_infos(pg: &ProcessGroup, device: &str) -> tutti::Result<Vec<String>> {
     let key = |r: usize| format!("tutti-bench/info/{r}");
     let store = pg.store();
     store.set(
         &key(pg.rank()),
-        format!("{} {}", std::process::id(), hostname()).as_bytes(),
+        format!("{} {} {device}", std::process::id(), hostname()).as_bytes(),
     )?;
     if pg.rank() != 0 {
         return Ok(Vec::new());
@@ -578,6 +637,26 @@ fn worker(cli: &Cli, args: &[OsString]) -> ExitCode {
         }
         return ExitCode::from(USAGE);
     }
+    let gpu = if cli.device == "cuda" {
+        let local = pg
+            .local_ranks()
+            .iter()
+            .position(|&r| r == pg.rank())
+            .unwrap_or(0);
+        let opened = tutti::gpu::device_count()
+            .map_err(|e| e.to_string())
+            .and_then(|n| crate::device::pick_gpu(local, cli.ranks_per_gpu, n))
+            .and_then(|ordinal| Gpu::open(ordinal).map_err(|e| e.to_string()));
+        match opened {
+            Ok(g) => Some(g),
+            Err(msg) => {
+                eprintln!("tutti-bench: rank {}: --device cuda: {msg}", pg.rank());
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let corrupt = std::env::var(CORRUPT_ENV).is_ok_and(|v| {
         let v = v.trim();
         v == "all" || v.parse::<usize>().ok() == Some(pg.rank())
@@ -589,20 +668,26 @@ fn worker(cli: &Cli, args: &[OsString]) -> ExitCode {
         progress: Progress::new(total, pg.rank() == 0 && !cli.no_progress),
         rep: 0,
         corrupt,
-        label: cli
-            .label
-            .clone()
-            .unwrap_or_else(|| format!("{transport} {n} ranks")),
+        label: cli.label.clone().unwrap_or_else(|| match &gpu {
+            Some(_) => format!("cuda {transport} {n} ranks"),
+            None => format!("{transport} {n} ranks"),
+        }),
         transport,
         algo,
+        gpu,
+        dbufs: None,
     };
     let result = (|| -> Result<Vec<Run>, String> {
-        let infos = rank_infos(&pg).map_err(|e| e.to_string())?;
+        let device = bench
+            .gpu
+            .as_ref()
+            .map_or_else(|| "cpu [host memory]".to_string(), Gpu::describe);
+        let infos = rank_infos(&pg, &device).map_err(|e| e.to_string())?;
         let pre = preamble(cli, &pg, &infos, &bench.transport, &bench.algo);
         bench.print(&pre);
         let mut runs = Vec::new();
         for coll in colls {
-            let run = crate::with_elem!(cli.datatype, T, { bench.run::<T>(coll) })
+            let run = tutti::with_elem!(cli.datatype, T, { bench.run::<T>(coll) })
                 .map_err(|e| format!("{}: {e}", coll.name()))?;
             runs.push(run);
         }

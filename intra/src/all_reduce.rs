@@ -37,10 +37,12 @@ pub fn all_reduce_one_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
 }
 
 /// Reduce-scatter then all-gather, in rounds of up to a window buffer: each rank
-/// copies the round's piece of `input` into its window, reduces its slice of the
-/// piece from every member's window (in rank order) into `output`, publishes the
-/// reduced slice in its window, and copies every other member's reduced slice into
-/// `output`. Each rank reads about `3 len` bytes whatever the number of ranks.
+/// copies the slices of the round's piece of `input` that the other members reduce
+/// into its window (its own slice stays where it is), reduces its slice from its own
+/// input and every other member's window (in rank order) into its window, copies the
+/// result to `output`, and copies every other member's reduced slice into `output`.
+/// Each rank reads about `2.5 len` bytes and writes `2 len` whatever the number of
+/// ranks.
 pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
     check(e, "all_reduce (two-shot)", len)?;
     let (n, me, elem) = (e.members(), e.index(), e.element_size());
@@ -56,16 +58,30 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
         let c = step.min(len - off);
         let (b, v) = e.begin_round();
         let mine = e.buffer(me, b);
-        e.copy(mine, at(input, off), c)?;
+        // The others read only their slices of this rank's piece.
+        for m in (0..n).filter(|&m| m != me) {
+            let s = slice(c, elem, n, m);
+            if !s.is_empty() {
+                e.copy(at(mine, s.start), at(input, off + s.start), s.len())?;
+            }
+        }
         e.post(v + 1)?;
         e.wait_all(v + 1)?;
         let s = slice(c, elem, n, me);
         if !s.is_empty() {
-            let dst = at(output, off + s.start);
-            let srcs = Addrs::of(n, |m| at(e.buffer(m, b), s.start));
-            e.reduce(dst, srcs.as_slice(), s.len())?;
-            e.finalize(dst, s.len())?;
-            e.copy(at(mine, s.start), dst, s.len())?;
+            // Reduced into the window (the others gather it from there), from this
+            // rank's input where it lies: `output` may be `input`.
+            let red = at(mine, s.start);
+            let srcs = Addrs::of(n, |m| {
+                if m == me {
+                    at(input, off + s.start)
+                } else {
+                    at(e.buffer(m, b), s.start)
+                }
+            });
+            e.reduce(red, srcs.as_slice(), s.len())?;
+            e.finalize(red, s.len())?;
+            e.copy_out(at(output, off + s.start), red, s.len())?;
         }
         e.post(v + 2)?;
         e.wait_all(v + 2)?;
@@ -73,7 +89,7 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
             let s = slice(c, elem, n, m);
             if !s.is_empty() {
                 let src = at(e.buffer(m, b), s.start);
-                e.copy(at(output, off + s.start), src, s.len())?;
+                e.copy_out(at(output, off + s.start), src, s.len())?;
             }
         }
         off += c;

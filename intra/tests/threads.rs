@@ -108,18 +108,24 @@ fn float_sums_and_averages_are_bit_identical_across_algorithms_and_window_sizes(
                     "test data too tame for n={n}"
                 );
             }
-            for (window, two_shot) in [
-                (16384, false),
-                (4096, false),
-                (4096, true),
-                (8192, true),
-                (65536, true),
+            // The last: output copies streamed past the caches (as for data larger
+            // than the last-level cache).
+            for (window, two_shot, stream) in [
+                (16384, false, false),
+                (4096, false, false),
+                (4096, true, false),
+                (8192, true, false),
+                (65536, true, false),
+                (65536, true, true),
             ] {
                 let ins = inputs.clone();
                 let outs = run_windows(n, window, move |r, w| {
                     let reducer = AddF32 { divide_by };
                     let mut out = vec![0u8; len];
                     let mut e = HostExec::new(&w, Some(&reducer), 4, deadline(), "all_reduce");
+                    if stream {
+                        e = e.sized_for(usize::MAX / 64);
+                    }
                     if two_shot {
                         intra::all_reduce_two_shot(&mut e, addr(&ins[r]), addr_mut(&mut out), len)
                     } else {
@@ -131,7 +137,7 @@ fn float_sums_and_averages_are_bit_identical_across_algorithms_and_window_sizes(
                 for (r, out) in outs.into_iter().enumerate() {
                     assert!(
                         out == want,
-                        "n={n} window={window} two_shot={two_shot} avg={} rank {r}: bits differ from the rank-order fold",
+                        "n={n} window={window} two_shot={two_shot} stream={stream} avg={} rank {r}: bits differ from the rank-order fold",
                         divide_by != 1.0
                     );
                 }

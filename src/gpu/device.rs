@@ -22,7 +22,7 @@ pub fn driver_present() -> bool {
 }
 
 /// Runs a driver call, turning a cudarc panic (missing library or symbol) into an error.
-fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
+pub(super) fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
         let msg = panic
             .downcast_ref::<String>()

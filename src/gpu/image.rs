@@ -111,6 +111,13 @@ pub fn step_kernel_name(dtype: DataType, step: StepOp) -> Option<String> {
         .then(|| format!("tutti_{}_{}", step.name(), dtype.short_name()))
 }
 
+/// The entry point of the n-source fold of `step` on `dtype` (`tutti_fold_sum_f32`),
+/// or `None` when the pair is invalid.
+pub fn fold_kernel_name(dtype: DataType, step: StepOp) -> Option<String> {
+    step.supports(dtype)
+        .then(|| format!("tutti_fold_{}_{}", step.name(), dtype.short_name()))
+}
+
 /// The entry point of `Avg`'s final pass on `dtype` (`tutti_avg_i32`).
 pub fn avg_kernel_name(dtype: DataType) -> String {
     format!("tutti_avg_{}", dtype.short_name())
@@ -132,12 +139,18 @@ static ENTRY_POINTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         );
         names.push(avg_kernel_name(dtype));
         names.extend(scale_kernel_name(dtype));
+        names.extend(
+            StepOp::ALL
+                .iter()
+                .filter_map(|&step| fold_kernel_name(dtype, step)),
+        );
     }
     names
 });
 
 /// Every kernel entry point, in dtype order (the functions declared in
-/// `kernels/tutti_kernels.h`): 70 binary steps, 14 `avg` and 8 `scale` passes.
+/// `kernels/tutti_kernels.h`): 70 binary steps, 14 `avg` and 8 `scale` passes, and
+/// 70 n-source folds.
 pub fn entry_points() -> &'static [String] {
     &ENTRY_POINTS
 }
@@ -148,7 +161,7 @@ mod tests {
 
     #[test]
     fn entry_point_matrix() {
-        assert_eq!(entry_points().len(), 92);
+        assert_eq!(entry_points().len(), 162);
         assert_eq!(
             step_kernel_name(DataType::F32, StepOp::Sum).as_deref(),
             Some("tutti_sum_f32")
@@ -161,5 +174,10 @@ mod tests {
         assert_eq!(step_kernel_name(DataType::F16, StepOp::BAnd), None);
         assert_eq!(scale_kernel_name(DataType::I8), None);
         assert_eq!(avg_kernel_name(DataType::C128), "tutti_avg_c128");
+        assert_eq!(
+            fold_kernel_name(DataType::BF16, StepOp::Max).as_deref(),
+            Some("tutti_fold_max_bf16")
+        );
+        assert_eq!(fold_kernel_name(DataType::C128, StepOp::Min), None);
     }
 }

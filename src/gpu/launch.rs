@@ -26,6 +26,8 @@ const BLOCK: u32 = 256;
 const VECTORS_PER_THREAD: u64 = 4;
 /// Blocks per SM at most: enough resident warps to saturate memory bandwidth.
 const BLOCKS_PER_SM: u32 = 8;
+/// Sources one fold launch takes (`TUTTI_FOLD_MAX` in `kernels/tutti_kernels.h`).
+pub const FOLD_MAX: usize = 8;
 
 impl GpuKernels {
     /// The launch shape for `count` elements of `dtype`: one block per
@@ -113,6 +115,103 @@ impl GpuKernels {
         unsafe { args.launch(self.config(dtype, count)) }
             .map(|_| ())
             .map_err(|e| launch_error(func_name(dtype, op), e))
+    }
+
+    /// Enqueues `dst[i] = srcs[0][i] op srcs[1][i] op ... op srcs[k-1][i]` for `count`
+    /// elements of `dtype` on `stream`, folded left to right (the `Sum` step for `Avg`
+    /// and `PreMulSum`; run [`GpuKernels::launch_finalize`] once at the end). The
+    /// result has the bits of `k - 1` binary steps applied in that order (and of the
+    /// CPU kernels' fold). Up to [`FOLD_MAX`] sources take one launch; more continue
+    /// the fold from `dst` in further launches on the same stream. One source is a
+    /// copy (cuMemcpyAsync). `count == 0` enqueues nothing.
+    ///
+    /// Errors: [`Error::InvalidOp`], [`Error::InvalidArgument`] for no sources or a
+    /// stream of another context, [`Error::Cuda`] when a launch fails.
+    ///
+    /// # Safety
+    ///
+    /// `dst` and every source must be device pointers valid in the kernels' context
+    /// (their own allocations, or peers' memory mapped into it) for
+    /// `count * dtype.size()` bytes until the kernels have run on `stream`, `dst`
+    /// writable; no source may overlap `dst` (sources may overlap each other); no
+    /// other work may write the sources, or access `dst`, meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn launch_fold(
+        &self,
+        stream: &CudaStream,
+        dtype: DataType,
+        op: ReduceOp,
+        dst: CUdeviceptr,
+        srcs: &[CUdeviceptr],
+        count: usize,
+    ) -> Result<()> {
+        op.check(dtype)?;
+        self.check_stream("launch_fold", stream)?;
+        if srcs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "launch_fold: a fold needs at least one source".into(),
+            ));
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        let bytes = count.checked_mul(dtype.size()).ok_or_else(|| {
+            Error::InvalidArgument(format!("launch_fold: {count} elements of {dtype} overflow"))
+        })?;
+        if let [one] = srcs {
+            if *one == dst {
+                return Ok(());
+            }
+            // SAFETY: cuMemcpyAsync (CUDA driver API, "Copies memory", unified
+            // addressing infers the kind from the pointers) copies `bytes` bytes in
+            // stream order; the caller guarantees both ranges are valid device memory
+            // of this context for `bytes` bytes and do not overlap.
+            let rc =
+                unsafe { cudarc::driver::sys::cuMemcpyAsync(dst, *one, bytes, stream.cu_stream()) };
+            return rc
+                .result()
+                .map_err(|e| launch_error("cuMemcpyAsync (1-source fold)".into(), e));
+        }
+        let step = op.step();
+        let func = self.fold_fn(dtype, step).ok_or(Error::InvalidOp {
+            op,
+            dtype,
+            reason: "no kernel for this pair",
+        })?;
+        let n = count as u64;
+        let cfg = self.config(dtype, count);
+        // The first launch folds up to FOLD_MAX sources into dst; each further one
+        // folds dst (the partial result, src[0] of the launch) with up to FOLD_MAX - 1
+        // more, which keeps the left-to-right order.
+        let mut next = 0;
+        while next < srcs.len() {
+            // tutti_fold_srcs: { const void* src[8]; unsigned long long n; }, passed
+            // by value: nine 8-byte words.
+            let mut params = [0u64; FOLD_MAX + 1];
+            let mut k = 0;
+            if next > 0 {
+                params[0] = dst;
+                k = 1;
+            }
+            while k < FOLD_MAX && next < srcs.len() {
+                params[k] = srcs[next];
+                k += 1;
+                next += 1;
+            }
+            params[FOLD_MAX] = k as u64;
+            let mut args = stream.launch_builder(func);
+            args.arg(&dst).arg(&params).arg(&n);
+            tracing::trace!(%dtype, %op, count, sources = k, "launch fold");
+            // SAFETY: the kernel's parameters are (void*, struct tutti_fold_srcs,
+            // unsigned long long); the struct is 8 pointers and a 64-bit count, 72
+            // bytes with 8-byte alignment, the layout of [u64; 9]; every used pointer
+            // is valid for `count` elements (the caller's contract), and only the first
+            // source of a continuation launch equals `dst`, which the kernel allows.
+            unsafe { args.launch(cfg) }
+                .map(|_| ())
+                .map_err(|e| launch_error(fold_name(dtype, op), e))?;
+        }
+        Ok(())
     }
 
     /// Enqueues the final pass of `op` over `count` reduced elements of `dtype` at
@@ -264,6 +363,42 @@ impl GpuKernels {
         unsafe { self.launch_finalize(stream, dtype, op, pb, count, world_size) }
     }
 
+    /// Enqueues the n-source fold `dst[i] = srcs[0][i] op ... op srcs[k-1][i]` on
+    /// byte buffers of whole elements of `dtype` (see [`GpuKernels::launch_fold`]).
+    ///
+    /// Errors: as for [`GpuKernels::reduce_bytes`], and [`Error::InvalidArgument`]
+    /// when `srcs` is empty.
+    pub fn fold_bytes(
+        &self,
+        stream: &CudaStream,
+        dtype: DataType,
+        op: ReduceOp,
+        dst: &mut impl DevicePtrMut<u8>,
+        srcs: &[cudarc::driver::CudaView<'_, u8>],
+    ) -> Result<()> {
+        op.check(dtype)?;
+        let count = whole_elements("fold_bytes: dst", dtype, dst.len())?;
+        for s in srcs {
+            same_len("fold_bytes: a source", dst.len(), s.len(), "bytes")?;
+            self.check_buffer("fold_bytes: a source", s)?;
+        }
+        self.check_stream("fold_bytes", stream)?;
+        self.check_buffer("fold_bytes: dst", dst)?;
+        let (pd, _dst_done) = dst.device_ptr_mut(stream);
+        let mut guards = Vec::with_capacity(srcs.len());
+        let mut ptrs = Vec::with_capacity(srcs.len());
+        for s in srcs {
+            let (p, g) = s.device_ptr(stream);
+            ptrs.push(p);
+            guards.push(g);
+        }
+        // SAFETY: every pointer comes from a live buffer of this context holding
+        // `count` elements (checked above); `dst` is borrowed mutably, so no source
+        // overlaps it; cudarc orders the launches after earlier work on the buffers
+        // and records them for later work when the guards drop, after the launches.
+        unsafe { self.launch_fold(stream, dtype, op, pd, &ptrs, count) }
+    }
+
     /// Enqueues `dst[i] = a[i] op b[i]` on typed buffers (the `Sum` step for `Avg`
     /// and `PreMulSum`; call [`GpuKernels::finalize`] once at the end).
     ///
@@ -358,6 +493,10 @@ fn same_len(what: &'static str, expected: usize, actual: usize, unit: &'static s
         });
     }
     Ok(())
+}
+
+fn fold_name(dtype: DataType, op: ReduceOp) -> String {
+    super::fold_kernel_name(dtype, op.step()).unwrap_or_default()
 }
 
 fn func_name(dtype: DataType, op: ReduceOp) -> String {

@@ -29,16 +29,24 @@
 //! ```
 
 mod device;
+pub(crate) mod driver;
+pub(crate) mod exec;
 mod image;
 mod launch;
 mod module;
+mod probe;
+pub(crate) mod staging;
+pub(crate) mod window;
 
 /// The cudarc crate tutti is built against (buffers, streams and contexts in this
 /// module's signatures are cudarc's).
 pub use cudarc;
 pub use device::{device_count, driver_present, open_device};
+pub use driver::memory_kind;
 pub use image::{
-    KernelImage, KernelImageKind, avg_kernel_name, entry_points, kernel_image, kernel_ptx,
-    kernel_source, scale_kernel_name, step_kernel_name,
+    KernelImage, KernelImageKind, avg_kernel_name, entry_points, fold_kernel_name, kernel_image,
+    kernel_ptx, kernel_source, scale_kernel_name, step_kernel_name,
 };
+pub use launch::FOLD_MAX;
 pub use module::{GpuKernels, KernelOrigin};
+pub use probe::{ProbeCheck, probe};

@@ -41,6 +41,8 @@ pub struct GpuKernels {
     avg: Vec<CudaFunction>,
     /// Indexed by `dtype as usize`; `None` for integers.
     scale: Vec<Option<CudaFunction>>,
+    /// The n-source folds, indexed like `step`.
+    fold: Vec<Option<CudaFunction>>,
     pub(super) sm_count: u32,
     _module: Arc<CudaModule>,
 }
@@ -95,10 +97,16 @@ impl GpuKernels {
         let mut step = Vec::with_capacity(DataType::ALL.len() * StepOp::ALL.len());
         let mut avg = Vec::with_capacity(DataType::ALL.len());
         let mut scale = Vec::with_capacity(DataType::ALL.len());
+        let mut fold = Vec::with_capacity(DataType::ALL.len() * StepOp::ALL.len());
         for dtype in DataType::ALL {
             for s in StepOp::ALL {
                 step.push(
                     image::step_kernel_name(dtype, s)
+                        .map(|name| function(&name))
+                        .transpose()?,
+                );
+                fold.push(
+                    image::fold_kernel_name(dtype, s)
                         .map(|name| function(&name))
                         .transpose()?,
                 );
@@ -127,6 +135,7 @@ impl GpuKernels {
             step,
             avg,
             scale,
+            fold,
             sm_count,
             _module: module,
         })
@@ -149,6 +158,12 @@ impl GpuKernels {
 
     pub(super) fn step_fn(&self, dtype: DataType, step: StepOp) -> Option<&CudaFunction> {
         self.step
+            .get(dtype as usize * StepOp::ALL.len() + step as usize)
+            .and_then(Option::as_ref)
+    }
+
+    pub(super) fn fold_fn(&self, dtype: DataType, step: StepOp) -> Option<&CudaFunction> {
+        self.fold
             .get(dtype as usize * StepOp::ALL.len() + step as usize)
             .and_then(Option::as_ref)
     }

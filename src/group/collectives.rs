@@ -227,6 +227,12 @@ impl ProcessGroup {
         let out = addr_mut(buf);
         let inp = input.map_or(out, addr);
         let mut e = HostExec::new(w, Some(reducer), 0, dl, "all_reduce");
+        if inp != out {
+            // Out of place, the output is written without being read first: streamed
+            // past the caches when the data exceeds them. In place its lines were
+            // just read and are in the cache.
+            e = e.sized_for(len);
+        }
         match plan {
             WindowPlan::TwoShot => intra::all_reduce_two_shot(&mut e, inp, out, len),
             _ => intra::all_reduce_one_shot(&mut e, inp, out, len),

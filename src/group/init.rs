@@ -318,6 +318,8 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             threads: spec.threads,
             subgroups: AtomicU64::new(0),
             transports,
+            local_ranks,
+            device: Default::default(),
         }),
         timeout,
     })

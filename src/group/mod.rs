@@ -28,6 +28,10 @@
 mod asyncs;
 mod check;
 mod collectives;
+mod device;
+mod device_comm;
+mod device_raw;
+mod device_work;
 mod env;
 mod hier;
 mod init;
@@ -53,6 +57,8 @@ use tutti_transport::p2p::Engine;
 use tutti_transport::window::Window;
 use tutti_transport::{AbortHandle, Deadline, TransportError};
 
+pub use device_comm::{DEFAULT_DEVICE_WINDOW_BYTES, DEFAULT_STAGE_BYTES};
+pub use device_work::DeviceWork;
 pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
@@ -111,6 +117,9 @@ struct Inner {
     subgroups: AtomicU64,
     /// The transport that reaches each member ("window" for the window's).
     transports: Vec<Option<&'static str>>,
+    local_ranks: usize,
+    /// Device collectives (created at the first one).
+    device: device_comm::DeviceSlot,
 }
 
 impl std::fmt::Debug for ProcessGroup {

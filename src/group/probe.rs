@@ -204,19 +204,60 @@ fn measure(n: usize) -> WindowCrossover {
     }
     let results = results.lock().unwrap_or_else(|p| p.into_inner()).clone();
     tracing::debug!(?results, "host probe: (bytes, one-shot s, two-shot s)");
-    // Two-shot from the smallest size from which it wins at every larger size.
-    let mut from = usize::MAX;
-    for &(size, one, two) in results.iter().rev() {
-        if two < one {
-            from = size;
-        } else {
-            break;
-        }
-    }
     if results.is_empty() {
         return WindowCrossover::model(n);
     }
     WindowCrossover {
-        two_shot_from: from,
+        two_shot_from: crossover(&results),
+    }
+}
+
+/// The crossover that loses least over the probed sizes: for each candidate (a probed
+/// size, or never), the sum over sizes of the chosen algorithm's time over the best
+/// one's. One descheduled sample cannot flip the choice for every larger size, as
+/// "the smallest size from which two-shot always wins" would.
+fn crossover(results: &[(usize, f64, f64)]) -> usize {
+    let cost = |from: usize| -> f64 {
+        results
+            .iter()
+            .map(|&(size, one, two)| {
+                let chosen = if size >= from { two } else { one };
+                chosen / one.min(two).max(f64::MIN_POSITIVE)
+            })
+            .sum()
+    };
+    let candidates = results.iter().map(|r| r.0).chain([usize::MAX]);
+    let mut best = (usize::MAX, f64::INFINITY);
+    for c in candidates {
+        let v = cost(c);
+        if v < best.1 - 1e-9 {
+            best = (c, v);
+        }
+    }
+    best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crossover;
+
+    #[test]
+    fn one_noisy_size_does_not_flip_the_crossover() {
+        // Two-shot wins from 128 KiB, except one disturbed sample at 2 MiB.
+        let r = [
+            (8 << 10, 1.0, 1.5),
+            (32 << 10, 2.0, 2.4),
+            (128 << 10, 8.0, 6.0),
+            (512 << 10, 30.0, 20.0),
+            (2 << 20, 100.0, 130.0),
+            (4 << 20, 300.0, 150.0),
+        ];
+        assert_eq!(crossover(&r), 128 << 10);
+        // One-shot everywhere.
+        let r = [(8 << 10, 1.0, 2.0), (4 << 20, 100.0, 200.0)];
+        assert_eq!(crossover(&r), usize::MAX);
+        // Two-shot everywhere.
+        let r = [(8 << 10, 2.0, 1.0), (4 << 20, 200.0, 100.0)];
+        assert_eq!(crossover(&r), 8 << 10);
     }
 }

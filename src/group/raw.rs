@@ -3,95 +3,35 @@
 
 use std::ffi::c_void;
 
-use half::{bf16, f16};
-use num_complex::Complex;
-
 use super::ProcessGroup;
-use crate::{DataType, Element, Error, F8E4M3, F8E5M2, ReduceOp, Result};
+use crate::{DataType, Element, Error, ReduceOp, Result};
 
 /// Where a raw buffer lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemoryKind {
     /// Host (CPU) memory.
     Host,
-    /// Memory of CUDA device `device` (the GPU path; see the GPU module).
+    /// Memory of CUDA device `device`: the `*_raw` calls run the device collectives
+    /// on the device's legacy default stream and wait for them (the `*_cuda` calls
+    /// take a stream and only enqueue).
     Cuda {
         /// The CUDA device ordinal.
         device: usize,
     },
 }
 
-/// Runs `$body` with `$t` bound to the Rust element type of `$dtype`.
-macro_rules! with_element {
-    ($dtype:expr, $t:ident, $body:block) => {
-        match $dtype {
-            DataType::I8 => {
-                type $t = i8;
-                $body
-            }
-            DataType::U8 => {
-                type $t = u8;
-                $body
-            }
-            DataType::I32 => {
-                type $t = i32;
-                $body
-            }
-            DataType::U32 => {
-                type $t = u32;
-                $body
-            }
-            DataType::I64 => {
-                type $t = i64;
-                $body
-            }
-            DataType::U64 => {
-                type $t = u64;
-                $body
-            }
-            DataType::F16 => {
-                type $t = f16;
-                $body
-            }
-            DataType::BF16 => {
-                type $t = bf16;
-                $body
-            }
-            DataType::F32 => {
-                type $t = f32;
-                $body
-            }
-            DataType::F64 => {
-                type $t = f64;
-                $body
-            }
-            DataType::F8E4M3 => {
-                type $t = F8E4M3;
-                $body
-            }
-            DataType::F8E5M2 => {
-                type $t = F8E5M2;
-                $body
-            }
-            DataType::C64 => {
-                type $t = Complex<f32>;
-                $body
-            }
-            DataType::C128 => {
-                type $t = Complex<f64>;
-                $body
-            }
-        }
-    };
-}
+/// Dispatches on a [`DataType`] with its element type bound to `$t` (the crate-wide
+/// [`with_elem!`](crate::with_elem)).
+pub(crate) use crate::with_elem as with_element;
 
-fn host_only(what: &str, memory: MemoryKind) -> Result<()> {
-    match memory {
-        MemoryKind::Host => Ok(()),
-        MemoryKind::Cuda { device } => Err(Error::InvalidArgument(format!(
-            "{what}: buffers on CUDA device {device} are not supported by the host collectives; use the GPU path"
-        ))),
-    }
+/// The memory the buffers really are in, checked against `memory` (a mismatch is
+/// [`Error::MemoryMismatch`]); `(name, pointer, non-empty)` per buffer.
+fn memory_of(
+    what: &str,
+    memory: MemoryKind,
+    buffers: &[(&'static str, *const c_void, bool)],
+) -> Result<MemoryKind> {
+    super::device_raw::check_memory(what, memory, buffers)
 }
 
 fn check_ptr(
@@ -168,7 +108,23 @@ impl ProcessGroup {
         memory: MemoryKind,
     ) -> Result<()> {
         op.check(dtype)?;
-        host_only("all_reduce_raw", memory)?;
+        let used = count > 0;
+        let bufs = [("send", send, used), ("recv", recv as *const c_void, used)];
+        if let MemoryKind::Cuda { .. } = memory_of("all_reduce_raw", memory, &bufs)? {
+            // SAFETY: the caller's contract, on device memory (checked), on the
+            // device's legacy default stream; waited for before returning.
+            let work = unsafe {
+                self.all_reduce_cuda(
+                    send as u64,
+                    recv as u64,
+                    count,
+                    dtype,
+                    op,
+                    std::ptr::null_mut(),
+                )
+            }?;
+            return work.wait();
+        }
         check_ptr("all_reduce_raw", "send", send, count, dtype)?;
         check_ptr("all_reduce_raw", "recv", recv, count, dtype)?;
         with_element!(dtype, T, {
@@ -196,7 +152,14 @@ impl ProcessGroup {
         root: usize,
         memory: MemoryKind,
     ) -> Result<()> {
-        host_only("broadcast_raw", memory)?;
+        let bufs = [("buf", buf as *const c_void, count > 0)];
+        if let MemoryKind::Cuda { .. } = memory_of("broadcast_raw", memory, &bufs)? {
+            // SAFETY: as in all_reduce_raw.
+            let work = unsafe {
+                self.broadcast_cuda(buf as u64, count, dtype, root, std::ptr::null_mut())
+            }?;
+            return work.wait();
+        }
         check_ptr("broadcast_raw", "buf", buf, count, dtype)?;
         with_element!(dtype, T, {
             // SAFETY: the caller's contract for `buf`.
@@ -219,10 +182,20 @@ impl ProcessGroup {
         dtype: DataType,
         memory: MemoryKind,
     ) -> Result<()> {
-        host_only("all_gather_raw", memory)?;
         let total = count.checked_mul(self.size()).ok_or_else(|| {
             Error::InvalidArgument("all_gather_raw: count x group size overflows".into())
         })?;
+        let bufs = [
+            ("send", send, count > 0),
+            ("recv", recv as *const c_void, total > 0),
+        ];
+        if let MemoryKind::Cuda { .. } = memory_of("all_gather_raw", memory, &bufs)? {
+            // SAFETY: as in all_reduce_raw.
+            let work = unsafe {
+                self.all_gather_cuda(send as u64, recv as u64, count, dtype, std::ptr::null_mut())
+            }?;
+            return work.wait();
+        }
         check_ptr("all_gather_raw", "send", send, count, dtype)?;
         check_ptr("all_gather_raw", "recv", recv, total, dtype)?;
         with_element!(dtype, T, {
@@ -248,10 +221,27 @@ impl ProcessGroup {
         memory: MemoryKind,
     ) -> Result<()> {
         op.check(dtype)?;
-        host_only("reduce_scatter_raw", memory)?;
         let total = count.checked_mul(self.size()).ok_or_else(|| {
             Error::InvalidArgument("reduce_scatter_raw: count x group size overflows".into())
         })?;
+        let bufs = [
+            ("send", send, total > 0),
+            ("recv", recv as *const c_void, count > 0),
+        ];
+        if let MemoryKind::Cuda { .. } = memory_of("reduce_scatter_raw", memory, &bufs)? {
+            // SAFETY: as in all_reduce_raw.
+            let work = unsafe {
+                self.reduce_scatter_cuda(
+                    send as u64,
+                    recv as u64,
+                    count,
+                    dtype,
+                    op,
+                    std::ptr::null_mut(),
+                )
+            }?;
+            return work.wait();
+        }
         check_ptr("reduce_scatter_raw", "send", send, total, dtype)?;
         check_ptr("reduce_scatter_raw", "recv", recv, count, dtype)?;
         with_element!(dtype, T, {

@@ -1,9 +1,11 @@
-//! Network namespaces standing for hosts: `n` namespaces, each with one veth whose
-//! other end is on a bridge in this (the root) namespace, one subnet for all, the
-//! bridge holding the `.254` address (reachable from every namespace, e.g. for a
-//! store served by the test process). Removed on drop. Needs root and iproute2
-//! (`ip netns`, `ip link`); [`Net::create_or_skip`] prints `SKIPPED: <reason>` when
-//! it cannot create them, and panics instead with `TUTTI_REQUIRE_NETNS=1`.
+//! Network namespaces standing for hosts, in two shapes. [`Net`]: `n` namespaces,
+//! each with one veth whose other end is on a bridge in this (the root) namespace,
+//! one subnet for all, the bridge holding the `.254` address (reachable from every
+//! namespace, e.g. for a store served by the test process). [`Mesh`]: a full mesh of
+//! veth pairs between N namespaces, so that `tc tbf` can limit one pair. Both are
+//! removed on drop. Needs root and iproute2 (`ip netns`, `ip link`); a test that
+//! cannot create them skips with the reason, or fails under `TUTTI_REQUIRE_NETNS=1`
+//! ([`unavailable`], [`Net::create_or_skip`]).
 
 #![allow(dead_code)]
 
@@ -98,10 +100,7 @@ impl Net {
         match Net::create(n) {
             Ok(net) => Some(net),
             Err(reason) => {
-                if std::env::var("TUTTI_REQUIRE_NETNS").as_deref() == Ok("1") {
-                    panic!("network namespaces unavailable (TUTTI_REQUIRE_NETNS=1): {reason}");
-                }
-                eprintln!("SKIPPED: network namespaces unavailable: {reason}");
+                unavailable(format!("network namespaces unavailable: {reason}"));
                 None
             }
         }
@@ -170,4 +169,121 @@ impl Drop for Net {
         }
         let _ = ip(&["link", "del", &self.bridge]);
     }
+}
+
+/// N network namespaces ("nodes"), each pair joined by its own veth pair: node
+/// `i` owns 10.<net>.0.<i+1> on each of its veths and routes to node `j` through
+/// the veth to `j`, so a qdisc on one veth pair shapes exactly one pair of nodes.
+pub struct Mesh {
+    /// The namespaces, one per node.
+    pub ns: Vec<String>,
+    /// The second octet of the nodes' addresses.
+    pub net: u32,
+}
+
+impl Mesh {
+    /// Node `i`'s end of the veth pair to node `j`.
+    pub fn dev(&self, i: usize, j: usize) -> String {
+        format!("tv{}x{i}{j}", self.net)
+    }
+
+    /// Node `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        format!("10.{}.0.{}", self.net, i + 1)
+    }
+
+    /// `n` namespaces and a veth pair between each two (removed on drop).
+    pub fn create(n: usize) -> Result<Mesh, String> {
+        let id = std::process::id();
+        let mesh = Mesh {
+            ns: (0..n).map(|i| format!("tutti-v{id}-{i}")).collect(),
+            net: 100 + id % 150,
+        };
+        for ns in &mesh.ns {
+            ip(&["netns", "add", ns])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        for i in 0..n {
+            for j in i + 1..n {
+                let (a, b) = (mesh.dev(i, j), mesh.dev(j, i));
+                ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+                ip(&["link", "set", &a, "netns", &mesh.ns[i]])?;
+                ip(&["link", "set", &b, "netns", &mesh.ns[j]])?;
+            }
+        }
+        for i in 0..n {
+            for j in (0..n).filter(|&j| j != i) {
+                let (ns, dev) = (&mesh.ns[i], mesh.dev(i, j));
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{}/32", mesh.addr(i)),
+                    "dev",
+                    &dev,
+                ])?;
+                ip(&["-n", ns, "link", "set", &dev, "up"])?;
+            }
+            for j in (0..n).filter(|&j| j != i) {
+                let (ns, dev) = (&mesh.ns[i], mesh.dev(i, j));
+                ip(&[
+                    "-n",
+                    ns,
+                    "route",
+                    "add",
+                    &format!("{}/32", mesh.addr(j)),
+                    "dev",
+                    &dev,
+                    "src",
+                    &mesh.addr(i),
+                ])?;
+            }
+        }
+        Ok(mesh)
+    }
+
+    /// Rate-limits the veth pair between nodes `i` and `j`, both directions.
+    pub fn limit(&self, i: usize, j: usize, rate: &str) -> Result<(), String> {
+        for (a, b) in [(i, j), (j, i)] {
+            let dev = self.dev(a, b);
+            ip(&[
+                "netns",
+                "exec",
+                &self.ns[a],
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                &dev,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "64kb",
+                "latency",
+                "100ms",
+            ])
+            .map_err(|e| format!("tc tbf: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// Skips the calling test with `reason` (prints `SKIPPED: ...`), or fails it when
+/// `TUTTI_REQUIRE_NETNS=1`.
+pub fn unavailable(reason: String) {
+    if std::env::var("TUTTI_REQUIRE_NETNS").as_deref() == Ok("1") {
+        panic!("network namespaces unavailable: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
 }

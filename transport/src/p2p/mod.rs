@@ -286,21 +286,13 @@ impl Engine {
             len: buf.len(),
             done: got.clone(),
         };
-        let sh = &self.shared;
-        sh.drivers.fetch_add(1, Ordering::AcqRel);
-        let finished = {
-            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.post_recv(src, tag, Box::new(inc), deadline, sh);
-            st.post_send(dst, tag, Box::new(out), deadline, sh);
-            st.progress(sh);
-            st.take_finished()
-        };
-        run(sh, finished);
-        let both = || sent.is_done() && got.is_done();
-        if !both() {
-            drive_loop(sh, &both, None);
-        }
-        self.stop_driving();
+        self.post_and_drive(
+            |st, sh| {
+                st.post_recv(src, tag, Box::new(inc), deadline, sh);
+                st.post_send(dst, tag, Box::new(out), deadline, sh);
+            },
+            &|| sent.is_done() && got.is_done(),
+        );
         let (s, r) = (sent.take(), got.take());
         s?;
         r
@@ -323,6 +315,13 @@ impl Engine {
     /// when its deadline passes or the engine is aborted. The caller counts as a
     /// driver from before the post, so the background thread is not woken for it.
     fn post_and_wait(&self, f: impl FnOnce(&mut State, &Shared), done: &Done) -> Result<usize> {
+        self.post_and_drive(f, &|| done.is_done());
+        done.take()
+    }
+
+    /// Posts borrowed operations (`f`, under one lock) and drives progress until
+    /// `done()`; see [`post_and_wait`](Self::post_and_wait).
+    fn post_and_drive(&self, f: impl FnOnce(&mut State, &Shared), done: &dyn Fn() -> bool) {
         let sh = &self.shared;
         sh.drivers.fetch_add(1, Ordering::AcqRel);
         let finished = {
@@ -332,11 +331,10 @@ impl Engine {
             st.take_finished()
         };
         run(sh, finished);
-        if !done.is_done() {
-            drive_loop(sh, &|| done.is_done(), None);
+        if !done() {
+            drive_loop(sh, done, None);
         }
         self.stop_driving();
-        done.take()
     }
 
     fn stop_driving(&self) {

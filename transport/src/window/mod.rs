@@ -16,6 +16,7 @@
 mod exec;
 mod layout;
 pub mod ring;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
