@@ -28,7 +28,8 @@ tutti_cfg() { # name transport nranks
         echo "# config: tutti-$name  date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
         TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 2000
         TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 400 -w 20
-        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 256M -f 4 -n 10 -w 2
+        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
+        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
     } >"$f" 2>&1
 }
 

@@ -122,3 +122,33 @@ print('|---|---|---|---|')
 for (cc, mode, size), vs in bounds.items():
     unit = 'us (half round trip)' if mode.startswith('pingpong') else 'GB/s per direction'
     print(f'| {cc} | {mode} {size} B | {fmt(med(vs))} | {unit} |')
+
+# The ceiling the loopback puts on each size. A 2-rank all_reduce of S bytes sends
+# S each way (the ring's two halves, or the direct exchange), so its busbw (= S / t)
+# cannot beat the plain two-way exchange of S-byte messages: the exchange runs
+# steadily with a writer and a reader thread per side, the all_reduce must also
+# reduce. 4 ranks on 2 cores: the ring sends 1.5 S out of each of 4 ranks (6 S), the
+# 2 cores together move 2 x exchange, so busbw (= 1.5 S / t) <= exchange / 2.
+def exch(cc, size):
+    vs = bounds.get((cc, 'exchange', size))
+    return med(vs) if vs else None
+
+
+ccs = sorted({cc for (cc, _, _) in bounds})
+if any(exch(cc, s) for cc in ccs for s in SIZES):
+    print()
+    print('Ceiling from the exchange (busbw GB/s; 2 ranks = exchange, 4 ranks = exchange / 2), '
+          'Open MPI x 1.5 (the target) and tutti, same sitting:')
+    print()
+    print('| ranks | row | ' + ' | '.join(label(s) for s in SIZES) + ' |')
+    print('|---|---|' + '---|' * len(SIZES))
+    for n, div in ((2, 1.0), (4, 2.0)):
+        for cc in ccs:
+            print(f'| {n} | ceiling, exchange under {cc} | '
+                  + ' | '.join(fmt(exch(cc, s) / div if exch(cc, s) else None) for s in SIZES) + ' |')
+        o = table.get(f'openmpi-tcp-{n}')
+        t = table.get(f'tutti tcp {n}')
+        if o:
+            print(f'| {n} | 1.5 x Open MPI | ' + ' | '.join(fmt(1.5 * b if b else None) for b in o[1]) + ' |')
+        if t:
+            print(f'| {n} | tutti | ' + ' | '.join(fmt(b) for b in t[1]) + ' |')
