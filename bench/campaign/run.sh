@@ -16,6 +16,8 @@ peers=${PEERS_DIR:-$root/../shared/peers}
 REPEATS=${1:-3}
 OUT=${OUT:-$here/out-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
+# Absolute: the peers' script runs in its own directory.
+OUT=$(cd "$OUT" && pwd)
 bench=$root/target/release/tutti-bench
 (cd "$root" && cargo build --release -q -p tutti-bench)
 

@@ -14,9 +14,10 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, ExitCode};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use tutti::launch::local::spawn_local_ranks;
 use tutti::{GroupOptions, ProcessGroup, ReduceOp};
 
 use crate::cli::Cli;
@@ -95,12 +96,6 @@ impl Cli {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts `n` ranks of this program on this host and waits for them; the exit code
 /// is the first failing rank's.
 fn spawn(n: usize, args: &[OsString]) -> ExitCode {
@@ -111,43 +106,17 @@ fn spawn(n: usize, args: &[OsString]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let port = match free_port() {
-        Ok(p) => p,
+    let mut children = match spawn_local_ranks(n, "tutti-bench", |_| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(args).env(CHILD_ENV, "1");
+        cmd
+    }) {
+        Ok(c) => c,
         Err(e) => {
-            eprintln!("tutti-bench: no free TCP port on 127.0.0.1 for the rendezvous: {e}");
+            eprintln!("tutti-bench: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let token = format!("tutti-bench-{}-{nanos}", std::process::id());
-    let mut children: Vec<Child> = Vec::with_capacity(n);
-    for r in 0..n {
-        let child = Command::new(&exe)
-            .args(args)
-            .env(CHILD_ENV, "1")
-            .env("RANK", r.to_string())
-            .env("LOCAL_RANK", r.to_string())
-            .env("WORLD_SIZE", n.to_string())
-            .env("LOCAL_WORLD_SIZE", n.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
-            .env("TUTTI_JOB_TOKEN", &token)
-            .env_remove("TORCHELASTIC_USE_AGENT_STORE")
-            .spawn();
-        match child {
-            Ok(c) => children.push(c),
-            Err(e) => {
-                eprintln!("tutti-bench: starting rank {r}: {e}");
-                for mut c in children {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                return ExitCode::FAILURE;
-            }
-        }
-    }
     // Wait for all; once one fails, give the others a grace period to report their
     // own error (tutti fails every rank of a broken group), then stop them.
     let mut codes: Vec<Option<i32>> = vec![None; n];

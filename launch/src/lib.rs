@@ -43,6 +43,7 @@ mod entry;
 pub mod env;
 mod error;
 pub mod error_file;
+pub mod local;
 mod logs;
 mod rendezvous;
 pub mod report;

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use clap::Args;
@@ -15,6 +15,7 @@ use super::{
 };
 use crate::ProcessGroup;
 use crate::group::{GroupOptions, JobEnv};
+use crate::launch::local::spawn_local_ranks;
 
 /// Set in the environment of the ranks `--nranks` starts.
 pub const CHILD_ENV: &str = "TUTTI_VALIDATE_CHILD";
@@ -277,12 +278,6 @@ fn output(args: &ValidateArgs, report: &Report) -> Result<(), ValidateError> {
     Ok(())
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Starts `n` ranks of this command on this host and returns rank 0's exit code
 /// (2 when a rank could not start or was killed).
 fn spawn(n: usize) -> ExitCode {
@@ -294,44 +289,15 @@ fn spawn(n: usize) -> ExitCode {
             ));
         }
     };
-    let port = match free_port() {
-        Ok(p) => p,
-        Err(e) => {
-            return cannot_run(format!(
-                "no free TCP port on 127.0.0.1 for the rendezvous: {e}"
-            ));
-        }
-    };
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let token = format!("tutti-validate-{}-{nanos}", std::process::id());
-    let mut children: Vec<Child> = Vec::with_capacity(n);
-    for r in 0..n {
-        let started = Command::new(&exe)
-            .args(&args)
-            .env(CHILD_ENV, "1")
-            .env("RANK", r.to_string())
-            .env("LOCAL_RANK", r.to_string())
-            .env("WORLD_SIZE", n.to_string())
-            .env("LOCAL_WORLD_SIZE", n.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
-            .env("TUTTI_JOB_TOKEN", &token)
-            .env_remove("TORCHELASTIC_USE_AGENT_STORE")
-            .spawn();
-        match started {
-            Ok(c) => children.push(c),
-            Err(e) => {
-                for mut c in children {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                return cannot_run(format!("starting rank {r}: {e}"));
-            }
-        }
-    }
+    let children = match spawn_local_ranks(n, "tutti-validate", |_| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args).env(CHILD_ENV, "1");
+        cmd
+    }) {
+        Ok(c) => c,
+        Err(e) => return cannot_run(e),
+    };
     let mut codes = Vec::with_capacity(n);
     for (r, mut c) in children.into_iter().enumerate() {
         match c.wait() {

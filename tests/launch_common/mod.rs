@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -19,11 +19,7 @@ pub const WORKER_ENV: &str = "TUTTI_LAUNCH_TEST_WORKER";
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    tutti::launch::local::free_loopback_port().unwrap()
 }
 
 /// A temporary directory removed on drop.

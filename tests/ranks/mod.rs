@@ -4,11 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tutti::launch::local::{free_loopback_port, spawn_local_ranks};
 use tutti::store::{Store, TcpStore};
 
 /// This process's rank when it is a rank worker.
@@ -26,11 +26,7 @@ pub fn world_size() -> usize {
 
 /// A free TCP port on loopback (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_loopback_port().unwrap()
 }
 
 /// Spawns `n` rank processes running test `name` of this binary, with the
@@ -43,36 +39,26 @@ pub fn spawn_with(
     prefix: &dyn Fn(usize) -> Vec<String>,
 ) -> Vec<Child> {
     let exe = std::env::current_exe().unwrap();
-    let port = free_port();
-    let token = format!("test-token-{}", std::process::id());
-    (0..n)
-        .map(|r| {
-            let pre = prefix(r);
-            let mut cmd = if pre.is_empty() {
-                Command::new(&exe)
-            } else {
-                let mut c = Command::new(&pre[0]);
-                c.args(&pre[1..]).arg(&exe);
-                c
-            };
-            cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-                .env("TUTTI_TEST_RANK", r.to_string())
-                .env("TUTTI_TEST_WORLD", n.to_string())
-                .env("RANK", r.to_string())
-                .env("WORLD_SIZE", n.to_string())
-                .env("LOCAL_RANK", r.to_string())
-                .env("LOCAL_WORLD_SIZE", n.to_string())
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", port.to_string())
-                .env("TUTTI_JOB_TOKEN", &token)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            cmd.spawn().unwrap()
-        })
-        .collect()
+    spawn_local_ranks(n, "test-token", |r| {
+        let pre = prefix(r);
+        let mut cmd = if pre.is_empty() {
+            Command::new(&exe)
+        } else {
+            let mut c = Command::new(&pre[0]);
+            c.args(&pre[1..]).arg(&exe);
+            c
+        };
+        cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("TUTTI_TEST_RANK", r.to_string())
+            .env("TUTTI_TEST_WORLD", n.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    })
+    .unwrap()
 }
 
 /// [`spawn_with`] without a prefix.
