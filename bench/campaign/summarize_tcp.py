@@ -115,6 +115,9 @@ for path in sorted(glob.glob(os.path.join(out, 'bounds.rep*.txt'))):
         if not m:
             continue
         mode = m.group(1)
+        procs = re.search(r'\((\d+) processes', line)
+        if mode == 'ring' and procs:
+            mode = f'ring{procs.group(1)}'
         v = re.search(r'half round trip ([\d.]+) us', line) or re.search(r'([\d.]+) GB/s', line)
         bounds.setdefault((cc, mode, int(m.group(2))), []).append(float(v.group(1)))
 print('| congestion control | test | median | unit |')
@@ -123,29 +126,32 @@ for (cc, mode, size), vs in bounds.items():
     unit = 'us (half round trip)' if mode.startswith('pingpong') else 'GB/s per direction'
     print(f'| {cc} | {mode} {size} B | {fmt(med(vs))} | {unit} |')
 
-# The ceiling the loopback puts on each size. A 2-rank all_reduce of S bytes sends
-# S each way (the ring's two halves, or the direct exchange), so its busbw (= S / t)
-# cannot beat the plain two-way exchange of S-byte messages: the exchange runs
-# steadily with a writer and a reader thread per side, the all_reduce must also
-# reduce. 4 ranks on 2 cores: the ring sends 1.5 S out of each of 4 ranks (6 S), the
-# 2 cores together move 2 x exchange, so busbw (= 1.5 S / t) <= exchange / 2.
-def exch(cc, size):
-    vs = bounds.get((cc, 'exchange', size))
+# What plain sockets move at each size, as all_reduce busbw. A 2-rank all_reduce of
+# S bytes sends S each way (the ring's two halves, or the direct exchange), so its
+# busbw (= S / t) compares with what each side of a plain two-way transfer sends per
+# second: `exchange` (one socket written and read at once, a writer and a reader
+# thread per side) and `ring2` (two sockets, each carrying one direction). A 4-rank
+# ring sends 1.5 S out of each rank in t, busbw = 1.5 S / t: it compares with
+# `ring4`, what each of 4 processes in a plain socket ring sends per second.
+def bnd(cc, mode, size):
+    vs = bounds.get((cc, mode, size))
     return med(vs) if vs else None
 
 
 ccs = sorted({cc for (cc, _, _) in bounds})
-if any(exch(cc, s) for cc in ccs for s in SIZES):
+if any(bnd(cc, 'exchange', s) for cc in ccs for s in SIZES):
     print()
-    print('Ceiling from the exchange (busbw GB/s; 2 ranks = exchange, 4 ranks = exchange / 2), '
-          'Open MPI x 1.5 (the target) and tutti, same sitting:')
+    print('Plain sockets at each size (GB/s sent per process; see the comment in '
+          'summarize_tcp.py), Open MPI x 1.5 (the target) and tutti, same sitting:')
     print()
     print('| ranks | row | ' + ' | '.join(label(s) for s in SIZES) + ' |')
     print('|---|---|' + '---|' * len(SIZES))
-    for n, div in ((2, 1.0), (4, 2.0)):
+    for n, modes in ((2, ('exchange', 'ring2')), (4, ('ring4',))):
         for cc in ccs:
-            print(f'| {n} | ceiling, exchange under {cc} | '
-                  + ' | '.join(fmt(exch(cc, s) / div if exch(cc, s) else None) for s in SIZES) + ' |')
+            for mode in modes:
+                vals = [bnd(cc, mode, s) for s in SIZES]
+                if any(vals):
+                    print(f'| {n} | plain sockets, {mode}, {cc} | ' + ' | '.join(fmt(v) for v in vals) + ' |')
         o = table.get(f'openmpi-tcp-{n}')
         t = table.get(f'tutti tcp {n}')
         if o:

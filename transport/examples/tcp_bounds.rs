@@ -15,6 +15,10 @@
 //!                         each side has a writer thread sending SIZE-byte messages
 //!                         and a reader thread receiving them
 //!   exchange-splice SIZE SECONDS   the same, sending with vmsplice + splice
+//!   ring SIZE SECONDS      RANKS processes (`--ranks`, default 4) in a ring: each
+//!                         sends SIZE-byte messages to the next (a writer thread)
+//!                         while it receives from the previous one; GB/s sent per
+//!                         process (what a ring all_reduce's busbw can reach)
 //! ```
 //!
 //!   checksum SIZE SECONDS  no socket: CRC32C (the `crc32c` crate, SSE4.2) and CRC32
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 struct Args {
     cc: Option<String>,
     buf: Option<usize>,
+    ranks: usize,
     mode: String,
     size: usize,
     n: f64,
@@ -42,6 +47,7 @@ fn parse() -> Args {
     let mut it = std::env::args().skip(1).peekable();
     let mut cc = None;
     let mut buf = None;
+    let mut ranks = 4;
     loop {
         match it.peek().map(String::as_str) {
             Some("--cc") => {
@@ -52,12 +58,16 @@ fn parse() -> Args {
                 it.next();
                 buf = it.next().and_then(|s| parse_size(&s));
             }
+            Some("--ranks") => {
+                it.next();
+                ranks = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            }
             _ => break,
         }
     }
     let usage = || -> ! {
         eprintln!(
-            "usage: tcp_bounds [--cc NAME] [--buf BYTES] pingpong|pingpong-block|stream|stream-zc|exchange SIZE N"
+            "usage: tcp_bounds [--cc NAME] [--buf BYTES] [--ranks N] pingpong|pingpong-block|stream|stream-zc|exchange|ring SIZE N"
         );
         std::process::exit(2)
     };
@@ -70,9 +80,13 @@ fn parse() -> Args {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| usage());
+    if ranks < 2 {
+        usage();
+    }
     Args {
         cc,
         buf,
+        ranks,
         mode,
         size,
         n,
@@ -121,6 +135,9 @@ fn main() {
     let a = parse();
     if a.mode == "checksum" {
         return checksum_speed(&a);
+    }
+    if a.mode == "ring" {
+        return ring(&a);
     }
     let role_peer = std::env::var("TCP_BOUNDS_PORT").ok();
     let (s, leader) = match role_peer {
@@ -433,6 +450,90 @@ fn exchange(s: TcpStream, leader: bool, a: &Args) {
         println!(
             "{} {} B messages: {:.2} GB/s each way at once ({total} B each way in {t:.2} s; a writer and a reader thread per side)",
             a.mode,
+            a.size,
+            total as f64 / t / 1e9
+        );
+    }
+}
+
+/// `ring`: process `i` of `ranks` listens on port `i` of a list the first process
+/// picked, connects to the next process and accepts the previous one; then it sends
+/// a fixed volume to the next while receiving the same from the previous.
+fn ring(a: &Args) {
+    let (me, ports): (usize, Vec<u16>) = match std::env::var("TCP_BOUNDS_RING") {
+        Ok(v) => {
+            let mut f = v.split(',').map(|x| x.parse::<u16>().unwrap());
+            let me = f.next().unwrap() as usize;
+            (me, f.collect())
+        }
+        Err(_) => {
+            let ports: Vec<u16> = (0..a.ranks)
+                .map(|_| {
+                    TcpListener::bind("127.0.0.1:0")
+                        .unwrap()
+                        .local_addr()
+                        .unwrap()
+                        .port()
+                })
+                .collect();
+            let list = ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            for i in 1..a.ranks {
+                let child = std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(std::env::args().skip(1))
+                    .env("TCP_BOUNDS_RING", format!("{i},{list}"))
+                    .spawn()
+                    .unwrap();
+                std::mem::forget(child);
+            }
+            (0, ports)
+        }
+    };
+    let n = ports.len();
+    let l = TcpListener::bind(("127.0.0.1", ports[me])).unwrap();
+    let next = ports[(me + 1) % n];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let w = loop {
+        match TcpStream::connect(("127.0.0.1", next)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("connecting to the next process: {e}"),
+        }
+    };
+    let (r, _) = l.accept().unwrap();
+    setup(&w, &a.cc, a.buf);
+    setup(&r, &a.cc, a.buf);
+    let total = ((a.n * 2e9) as u64).next_multiple_of(a.size as u64);
+    let size = a.size;
+    let start = Instant::now();
+    let mut w = w;
+    let sent = std::thread::spawn(move || {
+        let out = vec![3u8; size];
+        let mut sent = 0;
+        while sent < total {
+            write_exact(&mut w, &out);
+            sent += size as u64;
+        }
+    });
+    let mut r = r;
+    let mut inb = vec![0u8; size];
+    let mut got = 0u64;
+    while got < total {
+        let k = r.read(&mut inb).unwrap();
+        assert!(k > 0, "peer closed");
+        got += k as u64;
+    }
+    sent.join().unwrap();
+    let t = start.elapsed().as_secs_f64();
+    if me == 0 {
+        println!(
+            "ring {} B messages: {:.2} GB/s sent per process ({n} processes, {total} B each in {t:.2} s; a writer and a reader thread per process)",
             a.size,
             total as f64 / t / 1e9
         );
