@@ -24,7 +24,7 @@ pub use all_gather::all_gather;
 pub use all_reduce::{all_reduce, all_reduce_into};
 pub use all_to_all::{all_to_all, all_to_all_v};
 pub use chain::{broadcast, reduce};
-pub use direct::all_reduce_direct;
+pub use direct::{all_reduce_direct, all_reduce_direct_into};
 pub use gather::{gather, scatter};
 pub use reduce_scatter::reduce_scatter;
 pub use segments::{chunk_range, chunks_in, segment};

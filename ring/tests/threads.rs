@@ -150,3 +150,46 @@ fn broadcast_reduce_all_to_all_gather_scatter() {
         }
     }
 }
+
+/// The one-hop all_reduce, in place and out of place, folds in rank order on every
+/// rank: float sums whose bits depend on the order equal the rank-order fold.
+#[test]
+fn direct_all_reduce_in_place_and_out_of_place_fold_in_rank_order() {
+    use tutti_testkit::{AddF32, fold, random_f32_bytes};
+    for n in 1..=5 {
+        // Up to one message of the test links (4 KiB): the sends are posted before
+        // any receive.
+        for count in [0, 1, n + 1, 300, 1024] {
+            let inputs: Arc<Vec<Vec<u8>>> = Arc::new(
+                (0..n)
+                    .map(|r| random_f32_bytes(count, (n * 31 + r) as u64))
+                    .collect(),
+            );
+            let want = fold(&AddF32 { divide_by: 1.0 }, &inputs);
+            for in_place in [true, false] {
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let add = AddF32 { divide_by: 1.0 };
+                    let mine = &ins[ring.rank];
+                    if in_place {
+                        let mut b = mine.clone();
+                        tutti_ring::all_reduce_direct(ring, &mut b, &add).unwrap();
+                        b
+                    } else {
+                        // Garbage in the output: it must be written, not read.
+                        let mut out = vec![0xa5u8; mine.len()];
+                        tutti_ring::all_reduce_direct_into(ring, Some(mine), &mut out, &add)
+                            .unwrap();
+                        out
+                    }
+                });
+                for (r, o) in outs.iter().enumerate() {
+                    assert_eq!(
+                        o, &want,
+                        "direct all_reduce n={n} count={count} in_place={in_place} rank={r}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -254,7 +254,7 @@ impl ProcessGroup {
             bytes = buf.len(),
             "all_reduce plan"
         );
-        if let (Some(i), Algo::Direct | Algo::Tree) = (input, plan.algo) {
+        if let (Some(i), Algo::Tree) = (input, plan.algo) {
             buf.copy_from_slice(i);
         }
         match plan.algo {
@@ -264,9 +264,12 @@ impl ProcessGroup {
                 buf,
                 reducer,
             ),
-            Algo::Direct if buf.len() <= links.max_message => {
-                tutti_ring::all_reduce_direct(&mut self.ring(links, plan.chunk, dl), buf, reducer)
-            }
+            Algo::Direct if buf.len() <= links.max_message => tutti_ring::all_reduce_direct_into(
+                &mut self.ring(links, plan.chunk, dl),
+                input,
+                buf,
+                reducer,
+            ),
             Algo::Tree => {
                 tutti_tree::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, reducer)
             }
