@@ -85,21 +85,52 @@ impl ProcessGroup {
         })
     }
 
-    /// The leaders' schedule over their links.
-    fn leaders_schedule<'a>(
+    /// Runs `step` with the leaders' schedule over their links, on a leader of a
+    /// group with several hosts (other ranks, and a single host, skip it).
+    fn between_leaders(
         &self,
-        sub: &'a mut SubLinks<'_>,
-        index: usize,
+        paths: &mut Paths,
         chunk: usize,
         dl: Deadline,
-    ) -> Schedule<'a> {
-        Schedule {
+        step: impl FnOnce(Schedule<'_>) -> TResult<()>,
+    ) -> TResult<()> {
+        let place = self.place();
+        let Some(index) = place.leader_index else {
+            return Ok(());
+        };
+        if place.leaders.len() < 2 {
+            return Ok(());
+        }
+        let mut sub = SubLinks {
+            links: &mut paths.links,
+            ranks: place.leaders,
+        };
+        step(Schedule {
             rank: index,
-            size: sub.ranks.len(),
-            links: sub,
+            size: place.leaders.len(),
+            links: &mut sub,
             chunk,
             deadline: dl,
+        })
+    }
+
+    /// Broadcast of `buf` from the host's member `from` to the other members on the
+    /// window (nothing when the rank is alone on its host).
+    fn within_host_broadcast(
+        &self,
+        paths: &Paths,
+        elem: usize,
+        from: usize,
+        buf: &mut [u8],
+        dl: Deadline,
+        op: &'static str,
+    ) -> TResult<()> {
+        let w = self.window(paths)?;
+        if w.members() > 1 {
+            let mut e = HostExec::new(w, None, elem, dl, op);
+            intra::broadcast(&mut e, from, addr_mut(buf), buf.len())?;
         }
+        Ok(())
     }
 
     /// Hierarchical all_reduce into `buf` (of `input`, or of `buf` itself), without
@@ -116,7 +147,6 @@ impl ProcessGroup {
     ) -> TResult<()> {
         let partial = Partial(reducer);
         let len = buf.len();
-        let place = self.place();
         // 1. Inside the host: the host's reduction lands in the leader's `buf`.
         {
             let w = self.window(paths)?;
@@ -135,30 +165,16 @@ impl ProcessGroup {
         }
         // 2. Between the hosts' leaders, over their links.
         let max_message = paths.links.max_message;
-        if let Some(index) = place.leader_index
-            && place.leaders.len() > 1
-        {
-            let mut sub = SubLinks {
-                links: &mut paths.links,
-                ranks: place.leaders,
-            };
-            let mut s = self.leaders_schedule(&mut sub, index, leaders.chunk, dl);
-            match leaders.algo {
-                Algo::Direct if len <= max_message => {
-                    tutti_ring::all_reduce_direct(&mut s, buf, &partial)?
-                }
-                Algo::Tree => tutti_tree::all_reduce(&mut s, buf, &partial)?,
-                _ => tutti_ring::all_reduce(&mut s, buf, &partial)?,
+        self.between_leaders(paths, leaders.chunk, dl, |mut s| match leaders.algo {
+            Algo::Direct if len <= max_message => {
+                tutti_ring::all_reduce_direct(&mut s, buf, &partial)
             }
-        }
+            Algo::Tree => tutti_tree::all_reduce(&mut s, buf, &partial),
+            _ => tutti_ring::all_reduce(&mut s, buf, &partial),
+        })?;
         // 3. Inside the host: the leader's result to every member.
-        let w = self.window(paths)?;
-        if w.members() > 1 {
-            let elem = reducer.element_size();
-            let mut e = HostExec::new(w, None, elem, dl, "all_reduce");
-            intra::broadcast(&mut e, 0, addr_mut(buf), len)?;
-        }
-        Ok(())
+        let elem = reducer.element_size();
+        self.within_host_broadcast(paths, elem, 0, buf, dl, "all_reduce")
     }
 
     /// Hierarchical broadcast of the root's `buf`: on the root's host from the root
@@ -175,41 +191,24 @@ impl ProcessGroup {
         dl: Deadline,
     ) -> TResult<()> {
         let layout = &self.inner.layout;
-        let place = self.place();
         let (mine, root_host) = (layout.host_of[self.rank()], layout.host_of[root]);
         let root_member = layout.hosts[root_host]
             .iter()
             .position(|&r| r == root)
             .unwrap_or(0);
-        let len = buf.len();
         // 1. The root's host, when the root is not its leader: the leader gets it too.
         if mine == root_host && root_member != 0 {
-            let w = self.window(paths)?;
-            let mut e = HostExec::new(w, None, elem, dl, "broadcast");
-            intra::broadcast(&mut e, root_member, addr_mut(buf), len)?;
+            self.within_host_broadcast(paths, elem, root_member, buf, dl, "broadcast")?;
         }
         // 2. Between the leaders, from the root's host's.
-        if let Some(index) = place.leader_index
-            && place.leaders.len() > 1
-        {
-            let mut sub = SubLinks {
-                links: &mut paths.links,
-                ranks: place.leaders,
-            };
-            let mut s = self.leaders_schedule(&mut sub, index, leaders.chunk, dl);
-            match leaders.algo {
-                Algo::Tree => tutti_tree::broadcast(&mut s, buf, root_host)?,
-                _ => tutti_ring::broadcast(&mut s, buf, root_host)?,
-            }
-        }
+        self.between_leaders(paths, leaders.chunk, dl, |mut s| match leaders.algo {
+            Algo::Tree => tutti_tree::broadcast(&mut s, buf, root_host),
+            _ => tutti_ring::broadcast(&mut s, buf, root_host),
+        })?;
         // 3. Every other host (and the root's, when the root leads it): from the
         //    leader.
         if mine != root_host || root_member == 0 {
-            let w = self.window(paths)?;
-            if w.members() > 1 {
-                let mut e = HostExec::new(w, None, elem, dl, "broadcast");
-                intra::broadcast(&mut e, 0, addr_mut(buf), len)?;
-            }
+            self.within_host_broadcast(paths, elem, 0, buf, dl, "broadcast")?;
         }
         Ok(())
     }
@@ -229,7 +228,6 @@ impl ProcessGroup {
     ) -> TResult<()> {
         let layout = &self.inner.layout;
         let block = input.len();
-        let place = self.place();
         let host = &layout.hosts[layout.host_of[self.rank()]];
         // 1. The host's blocks, each at its rank's place in the leader's output.
         {
@@ -241,23 +239,11 @@ impl ProcessGroup {
         }
         // 2. The leaders exchange their hosts' blocks: each leader sends the blocks
         //    of its host and receives every other host's, along a ring.
-        if let Some(index) = place.leader_index
-            && place.leaders.len() > 1
-        {
-            let mut sub = SubLinks {
-                links: &mut paths.links,
-                ranks: place.leaders,
-            };
-            let s = self.leaders_schedule(&mut sub, index, chunk, dl);
-            exchange_host_blocks(s, &layout.hosts, block, output)?;
-        }
+        self.between_leaders(paths, chunk, dl, |s| {
+            exchange_host_blocks(s, &layout.hosts, block, output)
+        })?;
         // 3. The whole result to every member of the host.
-        let w = self.window(paths)?;
-        if w.members() > 1 {
-            let mut e = HostExec::new(w, None, elem, dl, "all_gather");
-            intra::broadcast(&mut e, 0, addr_mut(output), output.len())?;
-        }
-        Ok(())
+        self.within_host_broadcast(paths, elem, 0, output, dl, "all_gather")
     }
 
     /// Hierarchical reduce_scatter, without the final step: `input` holds `size`
@@ -300,16 +286,9 @@ impl ProcessGroup {
             }
         }
         // 2. The leaders reduce-scatter the hosts' block sets.
-        if let Some(index) = place.leader_index
-            && place.leaders.len() > 1
-        {
-            let mut sub = SubLinks {
-                links: &mut paths.links,
-                ranks: place.leaders,
-            };
-            let s = self.leaders_schedule(&mut sub, index, chunk, dl);
-            reduce_scatter_host_blocks(s, &layout.hosts, block, &mut acc, &partial)?;
-        }
+        self.between_leaders(paths, chunk, dl, |s| {
+            reduce_scatter_host_blocks(s, &layout.hosts, block, &mut acc, &partial)
+        })?;
         // 3. Each member's block from its leader.
         let w = self.window(paths)?;
         let elem = reducer.element_size();
