@@ -10,7 +10,7 @@
 //! - [`all_reduce_two_shot`]: reduce-scatter by slices read from every window, then
 //!   all-gather of the reduced slices, pipelined in window-sized rounds (large ones);
 //! - [`reduce_scatter`], [`all_gather`], [`broadcast`], [`reduce`], [`all_to_all`]
-//!   (uneven splits), [`gather`], [`scatter`] and [`barrier`].
+//!   (uneven splits), [`gather_v`], [`scatter_v`] and [`barrier`].
 //!
 //! Reductions fold the members in rank order (`x0 op x1 op ... op xn-1`, left to
 //! right), so a float result has the same bits whatever the algorithm, the round size

@@ -8,7 +8,7 @@
 //!
 //! `build.rs` compiles them with nvcc (fatbin) or NVRTC (PTX) when either is present,
 //! else embeds the source for NVRTC at first use ([`kernel_image`] says which). At run
-//! time they are loaded through the CUDA driver with [cudarc](cudarc) (loaded
+//! time they are loaded through the CUDA driver with [cudarc] (loaded
 //! dynamically: a machine without CUDA runs everything else, and the calls here return
 //! [`Error::GpuUnavailable`](crate::Error::GpuUnavailable)).
 //!

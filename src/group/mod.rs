@@ -1,6 +1,6 @@
 //! [`ProcessGroup`]: a communicator over a set of ranks, and the collectives on it.
 //!
-//! A group is created from the environment ([`ProcessGroup::init`], torchrun /
+//! A group is created from the environment ([`init`], [`ProcessGroup::from_env`]; torchrun /
 //! Slurm / Open MPI variables, rendezvous through the embedded TCP store), from a
 //! [`Store`] ([`ProcessGroup::from_store`]), or as threads of one process
 //! ([`ProcessGroup::threads`]). At creation the ranks of one host join a shared

@@ -22,7 +22,7 @@
 //! "gpu.ecc_enabled" = true
 //! ```
 //!
-//! Keys are metric names ([`metrics::METRICS`](super::metrics::METRICS),
+//! Keys are metric names ([`super::metrics::METRICS`],
 //! `tutti validate --list-metrics`); an unknown key, a `require` on a numeric metric
 //! or a bound on a flag, an unknown field or another `format` is an error naming it.
 //! Shipped classes: `tutti validate --print-thresholds h200` prints one (a template).

@@ -107,7 +107,7 @@ pub fn judge_pairs(ctx: &Ctx, c: &mut CheckResult, results: &[PairOutcome], view
     );
 }
 
-/// Measures pair turns, then the suspects again (up to [`RETRIES`] times).
+/// Measures pair turns, then the suspects again (up to `RETRIES` times).
 pub fn measure_with_retries(
     ctx: &mut Ctx,
     what: &str,

@@ -379,8 +379,8 @@ impl Selection {
     }
 
     /// The entry that links ranks `a` and `b`: the first selected link-shaped
-    /// entry that can connect them. `None` when none can; [`link_error`]
-    /// (Self::link_error) says why.
+    /// entry that can connect them. `None` when none can;
+    /// [`link_error`](Self::link_error) says why.
     pub fn link(&self, topo: &Topology, a: usize, b: usize) -> Option<&'static dyn Transport> {
         self.entries
             .iter()
