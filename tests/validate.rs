@@ -501,13 +501,46 @@ fn a_slow_link_between_two_of_four_nodes_is_named() {
     }
     let links = check(&r, "links.pairs");
     assert_eq!(links["status"], "fail", "{links:#}");
+    // The limit acts on bandwidth: of the 6 pairs' bandwidth measurements, exactly
+    // the limited pair's fails, and it is the first culprit named. A healthy pair's
+    // latency may be named too: 4 namespaces' processes share this machine's 2 cores,
+    // whose slow episodes (bench/RESULTS.md) can triple one pair's round trip while
+    // it is measured (seen once in a fresh-clone run: 1174 us against a 396 us median).
+    let bw_failed: Vec<(String, String)> = links["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["metric"] == "links.pair_bandwidth_gbps")
+        .filter(|m| m["status"] == "fail")
+        .map(|m| {
+            let s = &m["subject"];
+            (
+                s["a"].as_str().unwrap().to_string(),
+                s["b"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bw_failed,
+        [(name(1), name(3))],
+        "only the slow pair's bandwidth: {links:#}"
+    );
     let named = culprits(links);
-    assert_eq!(named.len(), 1, "only the slow pair: {links:#}");
     assert_eq!(named[0]["subject"]["kind"], "node_pair");
     assert_eq!(named[0]["subject"]["a"], name(1).as_str());
     assert_eq!(named[0]["subject"]["b"], name(3).as_str());
     let why = named[0]["reason"].as_str().unwrap();
-    assert!(why.contains("x the median of 6 node pairs"), "{why}");
+    assert!(
+        why.contains("GB/s") && why.contains("x the median of 6 node pairs"),
+        "{why}"
+    );
+    for c in &named[1..] {
+        let why = c["reason"].as_str().unwrap();
+        assert!(
+            why.contains(" us, "),
+            "a second culprit other than a latency: {why}"
+        );
+    }
     let stdout = String::from_utf8_lossy(&outs[0].stdout);
     assert!(
         stdout.contains(&format!("link {}<->{}", name(1), name(3))),
