@@ -316,66 +316,55 @@ fn reduce_scatter_host_blocks(
     acc: &mut [u8],
     reducer: &dyn ByteReducer,
 ) -> TResult<()> {
-    let h = s.size;
-    let (next, prev) = (s.next(), s.prev());
-    let chunk = s.chunk.max(1);
-    let dl = s.deadline;
-    for k in 0..h - 1 {
-        let send_host = (s.rank + 2 * h - k - 1) % h;
-        let recv_host = (s.rank + 2 * h - k - 2) % h;
-        let (tx, rx) = s.links.pair(next, prev)?;
-        let sends = pieces(&hosts[send_host], block, chunk);
-        let recvs = pieces(&hosts[recv_host], block, chunk);
-        let (mut i, mut j) = (0, 0);
-        while i < sends.len() || j < recvs.len() {
-            if i < sends.len() {
-                let (off, len) = sends[i];
-                tutti_transport::ops::send(tx, &acc[off..off + len], len, dl)?;
-                i += 1;
-            }
-            if j < recvs.len() {
-                let (off, len) = recvs[j];
-                tutti_transport::ops::recv_reduce(rx, &mut acc[off..off + len], reducer, dl)?;
-                j += 1;
-            }
-        }
-    }
-    Ok(())
+    ring_host_blocks(s, hosts, block, acc, 1, Some(reducer))
 }
 
 /// The leaders' ring exchange of whole hosts' blocks: in step `k` leader `i` sends
 /// the blocks of host `i - k` to leader `i + 1` and receives those of host
-/// `i - k - 1` from leader `i - 1`, block by block in chunks, so that after `H - 1`
-/// steps every leader's `output` holds every host's blocks at their ranks' places.
+/// `i - k - 1` from leader `i - 1`, so that after `H - 1` steps every leader's
+/// `output` holds every host's blocks at their ranks' places.
 fn exchange_host_blocks(
     s: Schedule<'_>,
     hosts: &[Vec<usize>],
     block: usize,
     output: &mut [u8],
 ) -> TResult<()> {
+    ring_host_blocks(s, hosts, block, output, 0, None)
+}
+
+/// The `H - 1` ring steps both use: in step `k` leader `i` sends the blocks of host
+/// `i - k - lag` from `buf` to leader `i + 1` and receives those of the host before
+/// it from leader `i - 1`, into `buf` (copied, or folded in with `reducer`). Sends
+/// and receives alternate chunk by chunk, so that bounded link buffers never hold up
+/// both neighbours.
+fn ring_host_blocks(
+    s: Schedule<'_>,
+    hosts: &[Vec<usize>],
+    block: usize,
+    buf: &mut [u8],
+    lag: usize,
+    reducer: Option<&dyn ByteReducer>,
+) -> TResult<()> {
     let h = s.size;
     let (next, prev) = (s.next(), s.prev());
     let chunk = s.chunk.max(1);
     let dl = s.deadline;
     for k in 0..h - 1 {
-        let send_host = (s.rank + h - k) % h;
-        let recv_host = (s.rank + h - k - 1) % h;
+        let send_host = (s.rank + 2 * h - k - lag) % h;
+        let recv_host = (send_host + h - 1) % h;
         let (tx, rx) = s.links.pair(next, prev)?;
-        // Send and receive chunk by chunk, interleaved, so that bounded link
-        // buffers never hold up both neighbours.
-        let sends: Vec<(usize, usize)> = pieces(&hosts[send_host], block, chunk);
-        let recvs: Vec<(usize, usize)> = pieces(&hosts[recv_host], block, chunk);
-        let (mut i, mut j) = (0, 0);
-        while i < sends.len() || j < recvs.len() {
-            if i < sends.len() {
-                let (off, len) = sends[i];
-                tutti_transport::ops::send(tx, &output[off..off + len], len, dl)?;
-                i += 1;
+        let sends = pieces(&hosts[send_host], block, chunk);
+        let recvs = pieces(&hosts[recv_host], block, chunk);
+        for i in 0..sends.len().max(recvs.len()) {
+            if let Some(&(off, len)) = sends.get(i) {
+                tutti_transport::ops::send(tx, &buf[off..off + len], len, dl)?;
             }
-            if j < recvs.len() {
-                let (off, len) = recvs[j];
-                tutti_transport::ops::recv(rx, &mut output[off..off + len], dl)?;
-                j += 1;
+            if let Some(&(off, len)) = recvs.get(i) {
+                let dst = &mut buf[off..off + len];
+                match reducer {
+                    Some(r) => tutti_transport::ops::recv_reduce(rx, dst, r, dl)?,
+                    None => tutti_transport::ops::recv(rx, dst, dl)?,
+                }
             }
         }
     }
