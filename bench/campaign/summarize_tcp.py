@@ -134,8 +134,7 @@ for (cc, mode, size), vs in bounds.items():
 # ring sends 1.5 S out of each rank in t, busbw = 1.5 S / t: it compares with
 # `ring4`, what each of 4 processes in a plain socket ring sends per second.
 def bnd(cc, mode, size):
-    vs = bounds.get((cc, mode, size))
-    return med(vs) if vs else None
+    return med(bounds.get((cc, mode, size), []))
 
 
 ccs = sorted({cc for (cc, _, _) in bounds})

@@ -426,24 +426,9 @@ fn exchange(s: TcpStream, leader: bool, a: &Args) {
             }
         })
     } else {
-        let mut w = s.try_clone().unwrap();
-        std::thread::spawn(move || {
-            let out = vec![3u8; size];
-            let mut sent = 0;
-            while sent < total {
-                write_exact(&mut w, &out);
-                sent += size as u64;
-            }
-        })
+        spawn_writer(s.try_clone().unwrap(), size, total)
     };
-    let mut r = s;
-    let mut inb = vec![0u8; size];
-    let mut got = 0u64;
-    while got < total {
-        let n = r.read(&mut inb).unwrap();
-        assert!(n > 0, "peer closed");
-        got += n as u64;
-    }
+    read_total(s, size, total);
     sent.join().unwrap();
     let t = start.elapsed().as_secs_f64();
     if leader {
@@ -499,10 +484,7 @@ fn ring(a: &Args) {
     let w = loop {
         match TcpStream::connect(("127.0.0.1", next)) {
             Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => panic!("connecting to the next process: {e}"),
         }
     };
@@ -510,25 +492,9 @@ fn ring(a: &Args) {
     setup(&w, &a.cc, a.buf);
     setup(&r, &a.cc, a.buf);
     let total = ((a.n * 2e9) as u64).next_multiple_of(a.size as u64);
-    let size = a.size;
     let start = Instant::now();
-    let mut w = w;
-    let sent = std::thread::spawn(move || {
-        let out = vec![3u8; size];
-        let mut sent = 0;
-        while sent < total {
-            write_exact(&mut w, &out);
-            sent += size as u64;
-        }
-    });
-    let mut r = r;
-    let mut inb = vec![0u8; size];
-    let mut got = 0u64;
-    while got < total {
-        let k = r.read(&mut inb).unwrap();
-        assert!(k > 0, "peer closed");
-        got += k as u64;
-    }
+    let sent = spawn_writer(w, a.size, total);
+    read_total(r, a.size, total);
     sent.join().unwrap();
     let t = start.elapsed().as_secs_f64();
     if me == 0 {
@@ -537,6 +503,29 @@ fn ring(a: &Args) {
             a.size,
             total as f64 / t / 1e9
         );
+    }
+}
+
+/// A thread writing `total` bytes to `w` in `size`-byte messages.
+fn spawn_writer(mut w: TcpStream, size: usize, total: u64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let out = vec![3u8; size];
+        let mut sent = 0;
+        while sent < total {
+            write_exact(&mut w, &out);
+            sent += size as u64;
+        }
+    })
+}
+
+/// Reads `total` bytes from `r`, `size` bytes at most per read.
+fn read_total(mut r: TcpStream, size: usize, total: u64) {
+    let mut inb = vec![0u8; size];
+    let mut got = 0u64;
+    while got < total {
+        let n = r.read(&mut inb).unwrap();
+        assert!(n > 0, "peer closed");
+        got += n as u64;
     }
 }
 
