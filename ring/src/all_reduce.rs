@@ -72,16 +72,25 @@ fn schedule(
     let mine = at(0);
     let final_rs = at(1);
     let last_ag = at(2 - n as isize);
-    for c in 0..rounds {
-        let (tx, rx) = ring.links.pair(next, prev)?;
+    // Sends this rank's own chunk of round `c` (the first message of its round).
+    let send_own = |ring: &mut Schedule<'_>, out: &[u8], c: usize| -> Result<()> {
         let s = chunk_range(&seg(mine), chunk, c);
-        if !s.is_empty() {
-            let local = match input {
-                Some(i) => &i[s],
-                None => &out[s],
-            };
-            ops::send(tx, local, chunk, dl)?;
+        if s.is_empty() {
+            return Ok(());
         }
+        let local = match input {
+            Some(i) => &i[s],
+            None => &out[s],
+        };
+        let (tx, _) = ring.links.pair(next, prev)?;
+        ops::send(tx, local, chunk, dl)
+    };
+    let ahead = sends_ahead(ring)?;
+    for c in 0..rounds {
+        if c == 0 || !ahead {
+            send_own(ring, out, c)?;
+        }
+        let (tx, rx) = ring.links.pair(next, prev)?;
         for k in 1..n - 1 {
             let s = chunk_range(&seg(at(-(k as isize))), chunk, c);
             if !s.is_empty() {
@@ -94,10 +103,17 @@ fn schedule(
         }
         let s = chunk_range(&seg(final_rs), chunk, c);
         if !s.is_empty() {
-            if let Some(i) = input {
-                out[s.clone()].copy_from_slice(&i[s.clone()]);
+            match input {
+                Some(i) => ops::recv_reduce_copy_send_into(
+                    rx,
+                    tx,
+                    &i[s.clone()],
+                    &mut out[s],
+                    reducer,
+                    dl,
+                )?,
+                None => ops::recv_reduce_copy_send(rx, tx, &mut out[s], reducer, dl)?,
             }
-            ops::recv_reduce_copy_send(rx, tx, &mut out[s], reducer, dl)?;
         }
         for k in 1..n - 1 {
             let s = chunk_range(&seg(at(1 - k as isize)), chunk, c);
@@ -105,10 +121,26 @@ fn schedule(
                 ops::recv_copy_send(rx, tx, &mut out[s], dl)?;
             }
         }
+        // Every message of this round is sent: the next round's first one can go
+        // before this rank waits for the round's last, so the link carries data
+        // meanwhile.
+        if ahead && c + 1 < rounds {
+            send_own(ring, out, c + 1)?;
+        }
+        let (_, rx) = ring.links.pair(next, prev)?;
         let s = chunk_range(&seg(last_ag), chunk, c);
         if !s.is_empty() {
             ops::recv(rx, &mut out[s], dl)?;
         }
     }
     Ok(())
+}
+
+/// Whether to send the next round's own chunk ahead ([`Schedule::ahead`]): only
+/// when the link to the next rank holds two messages, the round's last and the one
+/// sent ahead, so that ranks that all send ahead at once never wait on each other.
+fn sends_ahead(ring: &mut Schedule<'_>) -> Result<bool> {
+    let (next, prev) = (ring.next(), ring.prev());
+    let (tx, _) = ring.links.pair(next, prev)?;
+    Ok(ring.ahead && tx.depth() >= 2)
 }

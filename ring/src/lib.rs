@@ -47,6 +47,9 @@ pub struct Schedule<'a> {
     pub chunk: usize,
     /// When every blocking wait gives up.
     pub deadline: Deadline,
+    /// Ring all_reduce sends the next round's own chunk before the round's last
+    /// receive, where the link to the next rank has a [`SendHalf::depth`] of 2.
+    pub ahead: bool,
 }
 
 impl Schedule<'_> {

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use tutti_testkit::{AddU32, random_bytes as random, run_schedule as run, sum_u32 as sum};
+use tutti_testkit::{
+    AddU32, random_bytes as random, run_schedule as run, run_schedule_ahead, sum_u32 as sum,
+};
 
 /// Element counts: empty, single, fewer than ranks, chunk boundaries +-1, many chunks.
 fn counts(n: usize) -> Vec<usize> {
@@ -59,6 +61,40 @@ fn all_reduce_reduce_scatter_all_gather() {
             let cat: Vec<u8> = inputs.concat();
             for (r, o) in outs.iter().enumerate() {
                 assert_eq!(o, &cat, "all_gather n={n} count={count} rank={r}");
+            }
+        }
+    }
+}
+
+/// The next round's own chunk sent ahead or not, over links of two slots (just
+/// enough), in place and out of place, chunks of 4 KiB and of 16 bytes (many
+/// rounds): the same bytes as the reference.
+#[test]
+fn all_reduce_sending_ahead() {
+    for n in 2..=5 {
+        for ahead in [false, true] {
+            for chunk in [4096, 16] {
+                for count in [n + 1, 1024 * n + 1, 9 * 1024 + 3] {
+                    let len = count * 4;
+                    let inputs: Arc<Vec<Vec<u8>>> =
+                        Arc::new((0..n).map(|r| random(len, (n * 77 + r) as u64)).collect());
+                    let want = sum(&inputs);
+                    let ins = inputs.clone();
+                    let outs = run_schedule_ahead(n, chunk, ahead, move |ring| {
+                        let mut b = ins[ring.rank].clone();
+                        tutti_ring::all_reduce(ring, &mut b, &AddU32).unwrap();
+                        let mut o = vec![0u8; len];
+                        tutti_ring::all_reduce_into(ring, &ins[ring.rank], &mut o, &AddU32)
+                            .unwrap();
+                        (b, o)
+                    });
+                    for (r, (b, o)) in outs.iter().enumerate() {
+                        let what =
+                            format!("n={n} ahead={ahead} chunk={chunk} count={count} rank={r}");
+                        assert_eq!(b, &want, "in place, {what}");
+                        assert_eq!(o, &want, "out of place, {what}");
+                    }
+                }
             }
         }
     }

@@ -120,6 +120,7 @@ impl ProcessGroup {
             links,
             chunk,
             deadline,
+            ahead: self.inner.opts.ring_ahead,
         }
     }
 

@@ -111,6 +111,7 @@ impl ProcessGroup {
             links: &mut sub,
             chunk,
             deadline: dl,
+            ahead: self.inner.opts.ring_ahead,
         })
     }
 

@@ -152,6 +152,12 @@ pub struct GroupOptions {
     /// (`TUTTI_WINDOW_BYTES`, a multiple of 4096; `None`: the default, 512 KiB). Every
     /// rank of a host must use the same value.
     pub window_bytes: Option<usize>,
+    /// Ring all_reduce sends the next round's own chunk before it waits for the
+    /// round's last message, so that the link carries data while its rank waits
+    /// (`TUTTI_RING_AHEAD=0|1`, default on; bench/RESULTS.md, "ring lookahead", has
+    /// the TCP figures). Only over links that hold two messages (see
+    /// `tutti_transport::SendHalf::depth`).
+    pub ring_ahead: bool,
 }
 
 impl Default for GroupOptions {
@@ -164,14 +170,15 @@ impl Default for GroupOptions {
             check: false,
             connect_timeout: Duration::from_secs(300),
             window_bytes: None,
+            ring_ahead: true,
         }
     }
 }
 
 impl GroupOptions {
     /// Defaults overridden by `TUTTI_TRANSPORT`, `TUTTI_ALGO`, `TUTTI_CHUNK_BYTES`,
-    /// `TUTTI_CHECK`, `TUTTI_TIMEOUT_SECS` and `TUTTI_WINDOW_BYTES`. A value that does not parse is an
-    /// error naming the variable.
+    /// `TUTTI_CHECK`, `TUTTI_TIMEOUT_SECS`, `TUTTI_WINDOW_BYTES` and `TUTTI_RING_AHEAD`.
+    /// A value that does not parse is an error naming the variable.
     pub fn from_env() -> Result<Self> {
         let mut o = GroupOptions::default();
         let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
@@ -201,6 +208,13 @@ impl GroupOptions {
                 )));
             }
             o.window_bytes = Some(b);
+        }
+        if let Some(v) = var("TUTTI_RING_AHEAD") {
+            o.ring_ahead = match v.trim() {
+                "0" | "false" | "no" | "off" => false,
+                "1" | "true" | "yes" | "on" => true,
+                _ => return Err(bad("TUTTI_RING_AHEAD", &v)),
+            };
         }
         if let Some(v) = var("TUTTI_CHECK") {
             o.check = !matches!(v.trim(), "0" | "false" | "no" | "off");

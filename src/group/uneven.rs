@@ -129,6 +129,7 @@ impl ProcessGroup {
             links,
             chunk,
             deadline,
+            ahead: self.inner.opts.ring_ahead,
         }
     }
 

@@ -188,9 +188,21 @@ pub fn run_ranks<T: Send + 'static>(
 
 /// Runs `f(schedule)` on `n` threads over in-process links (FIFOs of two 4 KiB
 /// slots, so that chunking and back-pressure are exercised), with pipeline `chunk`.
+/// The schedule's `ahead` is off.
 pub fn run_schedule<T: Send + 'static>(
     n: usize,
     chunk: usize,
+    f: impl Fn(&mut Schedule<'_>) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    run_schedule_ahead(n, chunk, false, f)
+}
+
+/// [`run_schedule`] with the schedule's `ahead` set as given (two slots are just
+/// enough for it).
+pub fn run_schedule_ahead<T: Send + 'static>(
+    n: usize,
+    chunk: usize,
+    ahead: bool,
     f: impl Fn(&mut Schedule<'_>) -> T + Send + Sync + 'static,
 ) -> Vec<T> {
     let mut cfg = ShmConfig::from_env(n);
@@ -212,6 +224,7 @@ pub fn run_schedule<T: Send + 'static>(
             links: &mut mesh,
             chunk,
             deadline: Deadline::after(Duration::from_secs(60)),
+            ahead,
         };
         f(&mut s)
     })

@@ -177,6 +177,10 @@ impl SendHalf for FaultySend {
         self.inner.max_message()
     }
 
+    fn depth(&self) -> usize {
+        self.inner.depth()
+    }
+
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<&mut [u8]> {
         self.inner.reserve(len, deadline)
     }

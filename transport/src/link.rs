@@ -82,6 +82,14 @@ pub trait SendHalf: Send {
         None
     }
 
+    /// How many messages of up to [`max_message`](Self::max_message) bytes the link
+    /// holds before a sender waits, counting only buffering that fills while the
+    /// receiving rank is itself blocked sending (schedules that send ahead stay
+    /// deadlock-free within it). Default 1: nothing beyond the message in hand.
+    fn depth(&self) -> usize {
+        1
+    }
+
     /// Waits until every committed message has left this side's buffers (for
     /// links with background senders), so that an error surfaces here.
     fn flush(&mut self, deadline: Deadline) -> Result<()> {

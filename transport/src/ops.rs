@@ -1,6 +1,7 @@
 //! The primitives collectives are built from (NCCL's names), over link halves:
 //! [`send`], [`recv`], [`recv_reduce`], [`recv_reduce_send`],
-//! [`recv_reduce_copy_send`] and [`recv_copy_send`].
+//! [`recv_reduce_copy_send`] (and its out-of-place form
+//! [`recv_reduce_copy_send_into`]) and [`recv_copy_send`].
 //!
 //! Messages are at most `chunk` bytes (and at most the link's `max_message`); the
 //! receiving side handles whatever message sizes arrive, so sender and receiver need
@@ -191,6 +192,38 @@ pub fn recv_reduce_copy_send(
                 .reduce(out, local, incoming)
                 .map_err(Fault::Reduce)?;
             local.copy_from_slice(out);
+            Ok(())
+        },
+    )
+}
+
+/// Out-of-place [`recv_reduce_copy_send`]: `next = local op incoming` and
+/// `out = next`, leaving `local` as it is (`out` has `local`'s length).
+pub fn recv_reduce_copy_send_into(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    local: &[u8],
+    out: &mut [u8],
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    if local.len() != out.len() {
+        return Err(TransportError::InvalidArgument(format!(
+            "recv_reduce_copy_send_into: input of {} bytes, output of {}",
+            local.len(),
+            out.len()
+        )));
+    }
+    forward(
+        rx,
+        tx,
+        local.len(),
+        reducer.element_size(),
+        deadline,
+        |off, next, incoming| {
+            let l = &local[off..off + next.len()];
+            reducer.reduce(next, l, incoming).map_err(Fault::Reduce)?;
+            out[off..off + next.len()].copy_from_slice(next);
             Ok(())
         },
     )

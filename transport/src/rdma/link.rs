@@ -272,6 +272,11 @@ impl SendHalf for RdmaSend {
         self.remote.slot_size
     }
 
+    /// The peer's receive slots (a send waits for a credit only when all are full).
+    fn depth(&self) -> usize {
+        self.remote.slots as usize
+    }
+
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<&mut [u8]> {
         if len > self.remote.slot_size {
             return Err(TransportError::InvalidArgument(format!(

@@ -149,6 +149,16 @@ impl SendHalf for Producer {
         self.single_copy_from
     }
 
+    /// The FIFO's slots; 1 with the single-copy path on (such a send returns only
+    /// once the peer has read it).
+    fn depth(&self) -> usize {
+        if self.single_copy_from.is_some() {
+            1
+        } else {
+            self.fifo.slots() as usize
+        }
+    }
+
     fn send_single_copy(&mut self, data: &[u8], deadline: Deadline) -> Result<bool> {
         let readable = self.fifo.header().single_copy.load(Ordering::Acquire) == 1;
         if self.single_copy_from.is_none() || self.reserved.is_some() || !readable {

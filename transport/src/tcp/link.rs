@@ -52,6 +52,7 @@ pub(crate) fn make_link(
         checksum: cfg.checksum,
         corrupt_next: false,
         drop_next: false,
+        depth: cfg.queue.max(1) as usize * n as usize,
     };
     let rx = TcpRecv {
         rx,

@@ -30,6 +30,9 @@ pub(crate) struct TcpSend {
     pub checksum: bool,
     pub corrupt_next: bool,
     pub drop_next: bool,
+    /// Frames the peer's receiving side holds (its slots, filled whenever that
+    /// rank waits, sending included).
+    pub depth: usize,
 }
 
 impl TcpSend {
@@ -123,6 +126,10 @@ impl SendHalf for TcpSend {
 
     fn max_message(&self) -> usize {
         self.buf.len()
+    }
+
+    fn depth(&self) -> usize {
+        self.depth
     }
 
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<&mut [u8]> {
