@@ -116,8 +116,8 @@ for path in sorted(glob.glob(os.path.join(out, 'bounds.rep*.txt'))):
             continue
         mode = m.group(1)
         procs = re.search(r'\((\d+) processes', line)
-        if mode == 'ring' and procs:
-            mode = f'ring{procs.group(1)}'
+        if mode in ('ring', 'ring-poll') and procs:
+            mode = f'{mode}{procs.group(1)}'
         v = re.search(r'half round trip ([\d.]+) us', line) or re.search(r'([\d.]+) GB/s', line)
         bounds.setdefault((cc, mode, int(m.group(2))), []).append(float(v.group(1)))
 print('| congestion control | test | median | unit |')
@@ -130,7 +130,8 @@ for (cc, mode, size), vs in bounds.items():
 # S bytes sends S each way (the ring's two halves, or the direct exchange), so its
 # busbw (= S / t) compares with what each side of a plain two-way transfer sends per
 # second: `exchange` (one socket written and read at once, a writer and a reader
-# thread per side) and `ring2` (two sockets, each carrying one direction). A 4-rank
+# thread per side) and `ring2` (two sockets, each carrying one direction); the
+# `-poll` forms do the same with one thread per process (tutti's shape). A 4-rank
 # ring sends 1.5 S out of each rank in t, busbw = 1.5 S / t: it compares with
 # `ring4`, what each of 4 processes in a plain socket ring sends per second.
 def bnd(cc, mode, size):
@@ -145,7 +146,7 @@ if any(bnd(cc, 'exchange', s) for cc in ccs for s in SIZES):
     print()
     print('| ranks | row | ' + ' | '.join(label(s) for s in SIZES) + ' |')
     print('|---|---|' + '---|' * len(SIZES))
-    for n, modes in ((2, ('exchange', 'ring2')), (4, ('ring4',))):
+    for n, modes in ((2, ('exchange', 'exchange-poll', 'ring2', 'ring-poll2')), (4, ('ring4',))):
         for cc in ccs:
             for mode in modes:
                 vals = [bnd(cc, mode, s) for s in SIZES]

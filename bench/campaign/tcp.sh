@@ -14,8 +14,10 @@
 #      ping-pong busy-polling and blocking, a one-way stream of 512 KiB messages and
 #      at 64 KiB..16 MiB messages a two-way exchange over one socket and rings of 2
 #      and 4 processes over one-way sockets (what plain sockets move at the 2- and
-#      4-rank all_reduce's busbw), under the system's congestion control and under
-#      reno;
+#      4-rank all_reduce's busbw), each with a writer and a reader thread, and for 2
+#      the same with one thread per process moving whichever socket can
+#      (`exchange-poll`, `ring-poll`: tutti's shape), under the system's congestion
+#      control and under reno;
 #   3. tutti all_reduce (float32 sum, out of place, time = max over ranks) over tcp
 #      with 2 and 4 ranks, sizes 8 B and 64 KiB .. 256 MiB (x4), and with 2 ranks
 #      again under the system's congestion control (TUTTI_TCP_CONGESTION=system).
@@ -67,7 +69,9 @@ bounds_run() {
             "$bounds" --cc "$cc" stream 512K 1
             for size in 64K 256K 512K 1M 4M 16M; do
                 "$bounds" --cc "$cc" exchange "$size" 1
+                "$bounds" --cc "$cc" exchange-poll "$size" 1
                 "$bounds" --cc "$cc" --ranks 2 ring "$size" 1
+                "$bounds" --cc "$cc" --ranks 2 ring-poll "$size" 1
                 "$bounds" --cc "$cc" --ranks 4 ring "$size" 1
             done
         } >>"$f" 2>&1

@@ -15,10 +15,14 @@
 //!                         each side has a writer thread sending SIZE-byte messages
 //!                         and a reader thread receiving them
 //!   exchange-splice SIZE SECONDS   the same, sending with vmsplice + splice
+//!   exchange-poll SIZE SECONDS   the same with one thread per side, non-blocking,
+//!                         writing and reading whichever the socket allows
+//!                         (tutti's shape: the rank's thread does all the work)
 //!   ring SIZE SECONDS      RANKS processes (`--ranks`, default 4) in a ring: each
 //!                         sends SIZE-byte messages to the next (a writer thread)
 //!                         while it receives from the previous one; GB/s sent per
 //!                         process (what a ring all_reduce's busbw can reach)
+//!   ring-poll SIZE SECONDS   the same with one thread per process, as exchange-poll
 //! ```
 //!
 //!   checksum SIZE SECONDS  no socket: CRC32C (the `crc32c` crate, SSE4.2) and CRC32
@@ -67,7 +71,7 @@ fn parse() -> Args {
     }
     let usage = || -> ! {
         eprintln!(
-            "usage: tcp_bounds [--cc NAME] [--buf BYTES] [--ranks N] pingpong|pingpong-block|stream|stream-zc|exchange|ring SIZE N"
+            "usage: tcp_bounds [--cc NAME] [--buf BYTES] [--ranks N] pingpong|pingpong-block|stream|stream-zc|exchange|exchange-poll|ring|ring-poll SIZE N"
         );
         std::process::exit(2)
     };
@@ -136,7 +140,7 @@ fn main() {
     if a.mode == "checksum" {
         return checksum_speed(&a);
     }
-    if a.mode == "ring" {
+    if a.mode == "ring" || a.mode == "ring-poll" {
         return ring(&a);
     }
     let role_peer = std::env::var("TCP_BOUNDS_PORT").ok();
@@ -162,7 +166,7 @@ fn main() {
     match a.mode.as_str() {
         "pingpong" | "pingpong-block" => pingpong(s, leader, &a),
         "stream" | "stream-zc" | "stream-splice" => stream(s, leader, &a),
-        "exchange" | "exchange-splice" => exchange(s, leader, &a),
+        "exchange" | "exchange-splice" | "exchange-poll" => exchange(s, leader, &a),
         m => panic!("unknown mode {m}"),
     }
 }
@@ -414,6 +418,18 @@ fn exchange(s: TcpStream, leader: bool, a: &Args) {
     let total = ((a.n * 2e9) as u64).next_multiple_of(a.size as u64);
     let size = a.size;
     let start = Instant::now();
+    if a.mode == "exchange-poll" {
+        write_read_polling(s.try_clone().unwrap(), s, size, total);
+        let t = start.elapsed().as_secs_f64();
+        if leader {
+            println!(
+                "exchange-poll {} B messages: {:.2} GB/s each way at once ({total} B each way in {t:.2} s; one thread per side, non-blocking sends and receives interleaved)",
+                a.size,
+                total as f64 / t / 1e9
+            );
+        }
+        return;
+    }
     let sent = if a.mode == "exchange-splice" {
         let w = s.try_clone().unwrap();
         std::thread::spawn(move || {
@@ -493,16 +509,62 @@ fn ring(a: &Args) {
     setup(&r, &a.cc, a.buf);
     let total = ((a.n * 2e9) as u64).next_multiple_of(a.size as u64);
     let start = Instant::now();
-    let sent = spawn_writer(w, a.size, total);
-    read_total(r, a.size, total);
-    sent.join().unwrap();
+    let how = if a.mode == "ring-poll" {
+        write_read_polling(w, r, a.size, total);
+        "one thread per process, non-blocking sends and receives interleaved"
+    } else {
+        let sent = spawn_writer(w, a.size, total);
+        read_total(r, a.size, total);
+        sent.join().unwrap();
+        "a writer and a reader thread per process"
+    };
     let t = start.elapsed().as_secs_f64();
     if me == 0 {
         println!(
-            "ring {} B messages: {:.2} GB/s sent per process ({n} processes, {total} B each in {t:.2} s; a writer and a reader thread per process)",
+            "{} {} B messages: {:.2} GB/s sent per process ({n} processes, {total} B each in {t:.2} s; {how})",
+            a.mode,
             a.size,
             total as f64 / t / 1e9
         );
+    }
+}
+
+/// `ring-poll`: one thread writes `total` bytes to `w` and reads as many from `r`,
+/// both non-blocking, taking whichever socket can move bytes (tutti's shape: the
+/// rank's own thread does all the socket work).
+fn write_read_polling(mut w: TcpStream, mut r: TcpStream, size: usize, total: u64) {
+    w.set_nonblocking(true).unwrap();
+    r.set_nonblocking(true).unwrap();
+    let out = vec![3u8; size];
+    let mut inb = vec![0u8; size];
+    let (mut sent, mut got) = (0u64, 0u64);
+    while sent < total || got < total {
+        let mut moved = false;
+        if sent < total {
+            let off = (sent % size as u64) as usize;
+            match w.write(&out[off..]) {
+                Ok(n) => {
+                    sent += n as u64;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        if got < total {
+            match r.read(&mut inb) {
+                Ok(0) => panic!("peer closed"),
+                Ok(n) => {
+                    got += n as u64;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        if !moved {
+            std::hint::spin_loop();
+        }
     }
 }
 
