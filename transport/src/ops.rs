@@ -179,22 +179,23 @@ pub fn recv_reduce_copy_send(
     reducer: &dyn ByteReducer,
     deadline: Deadline,
 ) -> Result<()> {
-    let len = buf.len();
-    forward(
-        rx,
-        tx,
-        len,
-        reducer.element_size(),
-        deadline,
-        |off, out, incoming| {
-            let local = &mut buf[off..off + out.len()];
+    let elem = reducer.element_size();
+    if sends_from_caller(tx, buf.len()) {
+        return forward_kept(rx, tx, buf, elem, deadline, |kept, incoming| {
             reducer
-                .reduce(out, local, incoming)
-                .map_err(Fault::Reduce)?;
-            local.copy_from_slice(out);
-            Ok(())
-        },
-    )
+                .reduce_inplace(kept, incoming)
+                .map_err(Fault::Reduce)
+        });
+    }
+    let len = buf.len();
+    forward(rx, tx, len, elem, deadline, |off, out, incoming| {
+        let local = &mut buf[off..off + out.len()];
+        reducer
+            .reduce(out, local, incoming)
+            .map_err(Fault::Reduce)?;
+        local.copy_from_slice(out);
+        Ok(())
+    })
 }
 
 /// Out-of-place [`recv_reduce_copy_send`]: `next = local op incoming` and
@@ -214,11 +215,20 @@ pub fn recv_reduce_copy_send_into(
             out.len()
         )));
     }
+    let elem = reducer.element_size();
+    if sends_from_caller(tx, out.len()) {
+        let mut off = 0;
+        return forward_kept(rx, tx, out, elem, deadline, |kept, incoming| {
+            let l = &local[off..off + kept.len()];
+            off += kept.len();
+            reducer.reduce(kept, l, incoming).map_err(Fault::Reduce)
+        });
+    }
     forward(
         rx,
         tx,
         local.len(),
-        reducer.element_size(),
+        elem,
         deadline,
         |off, next, incoming| {
             let l = &local[off..off + next.len()];
@@ -236,6 +246,12 @@ pub fn recv_copy_send(
     out: &mut [u8],
     deadline: Deadline,
 ) -> Result<()> {
+    if sends_from_caller(tx, out.len()) {
+        return forward_kept(rx, tx, out, 1, deadline, |kept, incoming| {
+            kept.copy_from_slice(incoming);
+            Ok(())
+        });
+    }
     let len = out.len();
     forward(rx, tx, len, 1, deadline, |off, next, incoming| {
         next.copy_from_slice(incoming);
@@ -283,6 +299,56 @@ fn forward(
                         done += k;
                     }
                 }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// Whether a primitive that keeps its result in the caller's buffer should send it
+/// from there ([`SendHalf::send_single_copy`]) rather than write it into the link's
+/// buffer and copy it back: when the link sends large messages from the caller's
+/// memory and the transfer is that large.
+fn sends_from_caller(tx: &dyn SendHalf, len: usize) -> bool {
+    tx.single_copy_threshold().is_some_and(|t| len >= t)
+}
+
+/// Receives `kept.len()` bytes and, message by message, calls `f(piece, incoming)`
+/// to write the piece of `kept` the message covers, then sends that piece from
+/// `kept` (single copy where the link can, else through its buffer).
+fn forward_kept(
+    rx: &mut dyn RecvHalf,
+    tx: &mut dyn SendHalf,
+    kept: &mut [u8],
+    elem: usize,
+    deadline: Deadline,
+    mut f: impl FnMut(&mut [u8], &[u8]) -> Result<(), Fault>,
+) -> Result<()> {
+    let len = kept.len();
+    let mut off = 0;
+    let mut stage = Vec::new();
+    while off < len {
+        let base = off;
+        off += consume(rx, len - off, deadline, |msg, n| {
+            let piece = &mut kept[base..base + n];
+            match msg {
+                Message::Bytes(b) => f(piece, b)?,
+                Message::Remote(r) => {
+                    let step = stage_len(STAGE, elem);
+                    stage.resize(step.min(n), 0);
+                    let mut done = 0;
+                    while done < n {
+                        let k = step.min(n - done);
+                        r.read(done, &mut stage[..k])?;
+                        f(&mut piece[done..done + k], &stage[..k])?;
+                        done += k;
+                    }
+                }
+            }
+            if !tx.send_single_copy(piece, deadline)? {
+                let most = tx.max_message();
+                send(tx, piece, most, deadline)?;
             }
             Ok(())
         })?;

@@ -124,6 +124,54 @@ fn tcp_links_move_and_reduce_every_size() {
     });
 }
 
+/// The fused steps that keep their result in the caller's buffer send it from there
+/// over TCP (transfers above the single-copy threshold, several frames each): both
+/// ranks at once, every element checked, for the out-of-place and in-place
+/// reduce-and-forward and for the plain forward.
+#[test]
+fn tcp_fused_steps_send_from_the_callers_buffer() {
+    let board = Arc::new(Board::default());
+    let n = (3 << 20) + 12;
+    pair(tcp_make(board, "t-kept", true), move |r, l| {
+        let mine = random(n, 40 + r as u64);
+        let theirs = random(n, 41 - r as u64);
+        let sum = add(&mine, &theirs);
+        let chunk = l.tx.max_message();
+        // Out of place: out = mine + theirs, forwarded; the peer's result comes back.
+        ops::send(&mut *l.tx, &mine, chunk, deadline()).unwrap();
+        let mut out = vec![0u8; n];
+        ops::recv_reduce_copy_send_into(
+            &mut *l.rx,
+            &mut *l.tx,
+            &mine,
+            &mut out,
+            &AddU32,
+            deadline(),
+        )
+        .unwrap();
+        let mut back = vec![0u8; n];
+        ops::recv(&mut *l.rx, &mut back, deadline()).unwrap();
+        assert_eq!(out, sum, "recv_reduce_copy_send_into, rank {r}");
+        assert_eq!(back, sum, "what the peer forwarded, rank {r}");
+        // In place.
+        ops::send(&mut *l.tx, &mine, chunk, deadline()).unwrap();
+        let mut buf = mine.clone();
+        ops::recv_reduce_copy_send(&mut *l.rx, &mut *l.tx, &mut buf, &AddU32, deadline()).unwrap();
+        ops::recv(&mut *l.rx, &mut back, deadline()).unwrap();
+        assert_eq!(buf, sum, "recv_reduce_copy_send, rank {r}");
+        assert_eq!(back, sum, "what the peer forwarded, rank {r}");
+        // Forward: rank 0's bytes go to rank 1 and back.
+        if r == 0 {
+            ops::send(&mut *l.tx, &mine, chunk, deadline()).unwrap();
+            ops::recv(&mut *l.rx, &mut back, deadline()).unwrap();
+            assert_eq!(back, mine, "recv_copy_send's forward");
+        } else {
+            ops::recv_copy_send(&mut *l.rx, &mut *l.tx, &mut out, deadline()).unwrap();
+            assert_eq!(out, theirs, "recv_copy_send");
+        }
+    });
+}
+
 #[test]
 fn fused_ring_steps_over_three_threads() {
     // A ring 0 -> 1 -> 2 -> 0: recv_reduce_send, recv_reduce_copy_send, recv_copy_send.
