@@ -1,6 +1,6 @@
 //! All-reduce: one-shot (small buffers) and two-shot (large ones).
 
-use crate::{Addr, Addrs, Exec, Result, at, check, slice, whole};
+use crate::{Addr, Addrs, Exec, Move, Result, at, check, slice, whole};
 
 /// In rounds of up to a window buffer, every rank copies its piece into its window,
 /// then reduces every member's window itself, in rank order, into `output` (which may
@@ -40,7 +40,8 @@ pub fn all_reduce_one_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
 /// copies the slices of the round's piece of `input` that the other members reduce
 /// into its window (its own slice stays where it is), reduces its slice from its own
 /// input and every other member's window (in rank order) into its window, copies the
-/// result to `output`, and copies every other member's reduced slice into `output`.
+/// result to `output`, and copies every other member's reduced slice into `output`
+/// (during the next round's first copies, interleaved with them).
 /// Each rank reads about `2.5 len` bytes and writes `2 len` whatever the number of
 /// ranks.
 pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
@@ -54,17 +55,30 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
     }
     let step = whole(e.buffer_bytes(), elem);
     let mut off = 0;
+    // The other members' reduced slices of the previous round, copied to `output`
+    // while this round's pieces go into the window: their buffers stay untouched
+    // until every member has posted this round's second time, which this rank does
+    // only after.
+    let mut pending: Vec<Move> = Vec::with_capacity(n);
+    let mut copies: Vec<Move> = Vec::with_capacity(n);
     while off < len {
         let c = step.min(len - off);
         let (b, v) = e.begin_round();
         let mine = e.buffer(me, b);
         // The others read only their slices of this rank's piece.
+        copies.clear();
         for m in (0..n).filter(|&m| m != me) {
             let s = slice(c, elem, n, m);
             if !s.is_empty() {
-                e.copy(at(mine, s.start), at(input, off + s.start), s.len())?;
+                copies.push(Move {
+                    dst: at(mine, s.start),
+                    src: at(input, off + s.start),
+                    len: s.len(),
+                });
             }
         }
+        e.copy_interleaved(&copies, &pending)?;
+        pending.clear();
         e.post(v + 1)?;
         e.wait_all(v + 1)?;
         let s = slice(c, elem, n, me);
@@ -79,20 +93,22 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
                     at(e.buffer(m, b), s.start)
                 }
             });
-            e.reduce(red, srcs.as_slice(), s.len())?;
-            e.finalize(red, s.len())?;
-            e.copy_out(at(output, off + s.start), red, s.len())?;
+            e.reduce_copy_out(red, at(output, off + s.start), srcs.as_slice(), s.len())?;
         }
         e.post(v + 2)?;
         e.wait_all(v + 2)?;
         for m in (0..n).filter(|&m| m != me) {
             let s = slice(c, elem, n, m);
             if !s.is_empty() {
-                let src = at(e.buffer(m, b), s.start);
-                e.copy_out(at(output, off + s.start), src, s.len())?;
+                pending.push(Move {
+                    dst: at(output, off + s.start),
+                    src: at(e.buffer(m, b), s.start),
+                    len: s.len(),
+                });
             }
         }
         off += c;
     }
+    e.copy_interleaved(&[], &pending)?;
     Ok(())
 }

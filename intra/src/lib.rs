@@ -45,7 +45,7 @@ pub use broadcast::broadcast;
 pub use gather::{gather_v, scatter_v};
 pub use reduce::reduce;
 pub use reduce_scatter::reduce_scatter;
-pub use tutti_transport::window::{Addr, Exec, HostExec};
+pub use tutti_transport::window::{Addr, Exec, HostExec, Move};
 pub use tutti_transport::{Result, TransportError};
 
 /// Offsets an address.

@@ -10,6 +10,17 @@ use crate::{ByteReducer, Deadline, ReduceError, Result, TransportError};
 /// An address in the executor's memory (a host pointer, or a device pointer).
 pub type Addr = usize;
 
+/// One copy of [`Exec::copy_interleaved`]: `dst[..len] = src[..len]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Move {
+    /// Where the bytes go.
+    pub dst: Addr,
+    /// Where they come from.
+    pub src: Addr,
+    /// How many.
+    pub len: usize,
+}
+
 /// What an algorithm needs from the ranks' windows and the executor.
 ///
 /// Addresses never overlap unless a method says so; lengths are in bytes and whole
@@ -36,8 +47,31 @@ pub trait Exec {
     fn copy_out(&mut self, dst: Addr, src: Addr, len: usize) -> Result<()> {
         self.copy(dst, src, len)
     }
+    /// Every `(dst, src, len)` of `copies` with [`copy`](Self::copy) and of `outs`
+    /// with [`copy_out`](Self::copy_out), in any interleaving (no range is written
+    /// by one and read by another). The host executor alternates small blocks of
+    /// the two, so that streaming stores drain while the ordinary copies run.
+    fn copy_interleaved(&mut self, copies: &[Move], outs: &[Move]) -> Result<()> {
+        for m in copies {
+            self.copy(m.dst, m.src, m.len)?;
+        }
+        for m in outs {
+            self.copy_out(m.dst, m.src, m.len)?;
+        }
+        Ok(())
+    }
     /// `dst[..len] = srcs[0] op srcs[1] op ... op srcs[k-1]`, folded left to right.
     fn reduce(&mut self, dst: Addr, srcs: &[Addr], len: usize) -> Result<()>;
+    /// [`reduce`](Self::reduce) into `dst`, [`finalize`](Self::finalize) it, and
+    /// [`copy_out`](Self::copy_out) the result to `out` (which may be one of the
+    /// sources at the same offsets, never `dst`): what two-shot all_reduce does with
+    /// the slice it reduces. The host executor interleaves the three in small blocks,
+    /// so that streaming stores to `out` drain while the next block is reduced.
+    fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
+        self.reduce(dst, srcs, len)?;
+        self.finalize(dst, len)?;
+        self.copy_out(out, dst, len)
+    }
     /// The op's final step on reduced data (Avg's division, PreMulSum's scaling).
     fn finalize(&mut self, dst: Addr, len: usize) -> Result<()>;
     /// Publishes this rank's counter value.
@@ -49,6 +83,10 @@ pub trait Exec {
 /// Bytes folded per block by [`HostExec::reduce`]: the accumulator stays in L1 while
 /// every source streams through it.
 const FOLD_BLOCK: usize = 16 << 10;
+
+/// Bytes reduced then streamed out per step of [`HostExec::reduce_copy_out`]: few
+/// enough streaming stores that they drain while the next block is reduced.
+const INTERLEAVE_BLOCK: usize = 8 << 10;
 
 /// The host executor: the window's buffers are host memory mapped in this process,
 /// copies are `memcpy`, reductions the caller's [`ByteReducer`], synchronisation the
@@ -222,6 +260,76 @@ impl Exec for HostExec<'_> {
         Ok(())
     }
 
+    fn copy_interleaved(&mut self, copies: &[Move], outs: &[Move]) -> Result<()> {
+        if !self.stream_out {
+            for m in copies {
+                self.copy(m.dst, m.src, m.len)?;
+            }
+            for m in outs {
+                self.copy_out(m.dst, m.src, m.len)?;
+            }
+            return Ok(());
+        }
+        for m in copies.iter().chain(outs) {
+            self.check_disjoint(m.dst, m.src, m.len)?;
+        }
+        let step = INTERLEAVE_BLOCK / self.elem.max(1) * self.elem.max(1);
+        let (mut c, mut o) = (Blocks::new(copies, step), Blocks::new(outs, step));
+        loop {
+            let a = c.next();
+            if let Some(m) = a {
+                // SAFETY: a block of one of the caller's copies: valid, disjoint
+                // (checked above) ranges that no one else writes during the call.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(m.src as *const u8, m.dst as *mut u8, m.len)
+                };
+            }
+            let b = o.next();
+            if let Some(m) = b {
+                // SAFETY: as above, for the output copies.
+                unsafe {
+                    super::stream::copy_nt_unfenced(m.dst as *mut u8, m.src as *const u8, m.len)
+                };
+            }
+            if a.is_none() && b.is_none() {
+                break;
+            }
+        }
+        super::stream::fence();
+        Ok(())
+    }
+
+    fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
+        if !self.stream_out || len < super::stream::MIN_BYTES || srcs.len() > 16 {
+            self.reduce(dst, srcs, len)?;
+            self.finalize(dst, len)?;
+            return self.copy_out(out, dst, len);
+        }
+        self.check_disjoint(out, dst, len)?;
+        let step = INTERLEAVE_BLOCK / self.elem.max(1) * self.elem.max(1);
+        let mut at = [0 as Addr; 16];
+        let at = &mut at[..srcs.len()];
+        let mut off = 0;
+        while off < len {
+            let k = step.min(len - off);
+            for (a, &s) in at.iter_mut().zip(srcs) {
+                *a = s + off;
+            }
+            self.reduce(dst + off, at, k)?;
+            self.finalize(dst + off, k)?;
+            // SAFETY: `dst + off` and `out + off` are `k`-byte ranges inside the
+            // window slice and the caller's output, valid for the call and disjoint
+            // (checked above); a source that `out` shares was read for this block
+            // already and is not read again.
+            unsafe {
+                super::stream::copy_nt_unfenced((out + off) as *mut u8, (dst + off) as *const u8, k)
+            };
+            off += k;
+        }
+        super::stream::fence();
+        Ok(())
+    }
+
     fn finalize(&mut self, dst: Addr, len: usize) -> Result<()> {
         let Some(reducer) = self.reducer else {
             return Ok(());
@@ -241,5 +349,68 @@ impl Exec for HostExec<'_> {
 
     fn wait_all(&mut self, value: u64) -> Result<()> {
         self.window.wait_all(value, self.deadline, self.op)
+    }
+}
+
+/// The copies of a list cut into blocks of at most `step` bytes, in order.
+struct Blocks<'m> {
+    moves: &'m [Move],
+    step: usize,
+    i: usize,
+    off: usize,
+}
+
+impl<'m> Blocks<'m> {
+    fn new(moves: &'m [Move], step: usize) -> Self {
+        Blocks {
+            moves,
+            step: step.max(1),
+            i: 0,
+            off: 0,
+        }
+    }
+}
+
+impl Iterator for Blocks<'_> {
+    type Item = Move;
+    fn next(&mut self) -> Option<Move> {
+        loop {
+            let m = self.moves.get(self.i)?;
+            if self.off < m.len {
+                let len = self.step.min(m.len - self.off);
+                let b = Move {
+                    dst: m.dst + self.off,
+                    src: m.src + self.off,
+                    len,
+                };
+                self.off += len;
+                return Some(b);
+            }
+            self.i += 1;
+            self.off = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Blocks, Move};
+
+    #[test]
+    fn blocks_cut_every_copy_in_order_and_skip_empty_ones() {
+        let m = |dst, src, len| Move { dst, src, len };
+        let moves = [m(100, 1000, 10), m(200, 2000, 0), m(300, 3000, 5)];
+        let got: Vec<Move> = Blocks::new(&moves, 4).collect();
+        assert_eq!(
+            got,
+            [
+                m(100, 1000, 4),
+                m(104, 1004, 4),
+                m(108, 1008, 2),
+                m(300, 3000, 4),
+                m(304, 3004, 1),
+            ]
+        );
+        assert_eq!(Blocks::new(&[], 4).next(), None);
     }
 }

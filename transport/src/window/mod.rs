@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-pub use exec::{Addr, Exec, HostExec};
+pub use exec::{Addr, Exec, HostExec, Move};
 pub use layout::LINE_PAYLOAD;
 use layout::{Header, Layout, MAGIC, PAGE, SmallLine, VERSION};
 

@@ -50,9 +50,29 @@ pub(crate) fn forced() -> Option<bool> {
 ///
 /// # Safety
 /// `src` and `dst` must be valid for `len` bytes and not overlap.
-#[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn copy_nt(dst: *mut u8, src: *const u8, len: usize) {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    // SAFETY: the caller's guarantee.
+    unsafe { copy_nt_unfenced(dst, src, len) };
+    fence();
+}
+
+/// Orders the streaming stores before every later store (`sfence`).
+pub(crate) fn fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86_64; `sfence` has no operands.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    };
+}
+
+/// [`copy_nt`] without the fence: the caller issues [`fence`] after its last one,
+/// so that the stores drain while it does other work.
+///
+/// # Safety
+/// As [`copy_nt`].
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn copy_nt_unfenced(dst: *mut u8, src: *const u8, len: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
     let head = dst.align_offset(16).min(len);
     // SAFETY: the caller guarantees both ranges; every access below stays inside
     // them; the streaming stores go to 16-byte aligned addresses (after `head`);
@@ -72,7 +92,6 @@ pub(crate) unsafe fn copy_nt(dst: *mut u8, src: *const u8, len: usize) {
             i += 64;
         }
         std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
-        _mm_sfence();
     }
 }
 
@@ -81,7 +100,7 @@ pub(crate) unsafe fn copy_nt(dst: *mut u8, src: *const u8, len: usize) {
 /// # Safety
 /// `src` and `dst` must be valid for `len` bytes and not overlap.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) unsafe fn copy_nt(dst: *mut u8, src: *const u8, len: usize) {
+pub(crate) unsafe fn copy_nt_unfenced(dst: *mut u8, src: *const u8, len: usize) {
     // SAFETY: the caller's guarantee.
     unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
 }
