@@ -52,6 +52,12 @@ pub fn all_reduce_direct_into(
         let (tx, _) = ring.links.pair(to, to)?;
         ops::send(tx, input.unwrap_or(out), chunk, dl)?;
     }
+    // Two ranks out of place: one pass, `x0 op x1` from the input and the message.
+    if let (2, Some(i)) = (n, input) {
+        let peer = 1 - me;
+        let (_, rx) = ring.links.pair(peer, peer)?;
+        return ops::recv_reduce_into(rx, i, out, me == 0, reducer, dl);
+    }
     // In place, a rank other than 0 needs its own bytes after rank 0's have landed in
     // `out`: small ones on the stack (no allocation on the latency path).
     let mut stack = [0u8; 1024];

@@ -1,5 +1,6 @@
 //! The primitives collectives are built from (NCCL's names), over link halves:
-//! [`send`], [`recv`], [`recv_reduce`], [`recv_reduce_send`],
+//! [`send`], [`recv`], [`recv_reduce`] (and its out-of-place form
+//! [`recv_reduce_into`]), [`recv_reduce_send`],
 //! [`recv_reduce_copy_send`] (and its out-of-place form
 //! [`recv_reduce_copy_send_into`]) and [`recv_copy_send`].
 //!
@@ -139,6 +140,56 @@ pub fn recv_reduce(
                     reducer
                         .reduce_inplace(&mut d[done..done + k], &stage[..k])
                         .map_err(Fault::Reduce)?;
+                    done += k;
+                }
+                Ok(())
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Receives `out.len()` bytes and reduces them with `local` into `out`, in the order
+/// the ranks fold: `out = local op incoming` when `local_first`, else
+/// `out = incoming op local`. One pass, `local` untouched.
+pub fn recv_reduce_into(
+    rx: &mut dyn RecvHalf,
+    local: &[u8],
+    out: &mut [u8],
+    local_first: bool,
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    if local.len() != out.len() {
+        return Err(TransportError::InvalidArgument(format!(
+            "recv_reduce_into: input of {} bytes, output of {}",
+            local.len(),
+            out.len()
+        )));
+    }
+    let fold = |d: &mut [u8], l: &[u8], inc: &[u8]| {
+        if local_first {
+            reducer.reduce(d, l, inc)
+        } else {
+            reducer.reduce(d, inc, l)
+        }
+        .map_err(Fault::Reduce)
+    };
+    let mut off = 0;
+    let mut stage = Vec::new();
+    while off < out.len() {
+        let room = out.len() - off;
+        let (d, l) = (&mut out[off..], &local[off..]);
+        off += consume(rx, room, deadline, |msg, n| match msg {
+            Message::Bytes(b) => fold(&mut d[..n], &l[..n], b),
+            Message::Remote(r) => {
+                let step = stage_len(STAGE, reducer.element_size());
+                stage.resize(step.min(n), 0);
+                let mut done = 0;
+                while done < n {
+                    let k = step.min(n - done);
+                    r.read(done, &mut stage[..k])?;
+                    fold(&mut d[done..done + k], &l[done..done + k], &stage[..k])?;
                     done += k;
                 }
                 Ok(())
