@@ -43,6 +43,8 @@ log() { printf '[tcp-campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
     echo "# kernel: $(uname -r); congestion control: $(sysctl -n net.ipv4.tcp_congestion_control); commit: $(git -C "$root" rev-parse --short HEAD)"
 } >"$OUT/machine.txt"
 
+# 8-byte run: 20000 warm-up ops first, as in run.sh (a fresh launch runs slower while
+# the scheduler spreads the ranks; the peers time their latency in warm processes).
 tutti_cfg() { # name nranks [ENV=VAL...]
     local name=$1 n=$2 f
     shift 2
@@ -50,7 +52,7 @@ tutti_cfg() { # name nranks [ENV=VAL...]
     log "tutti $name rep $REP"
     {
         echo "# config: tutti-$name $* date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
-        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 2000
+        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 20000
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 1000 -w 50
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
