@@ -86,23 +86,8 @@ for cfg in configs:
         cells.append(fmt(t[1][i] / best) + 'x' if best and t[1][i] else '-')
     print(f'| {cfg} | ' + ' | '.join(cells) + ' |')
 
-# The host's cross-core hand-off probe (xfer_probe, GB/s) around every tutti
-# invocation set and every peers' repeat: ~10 normally, ~2 in the host's slow state.
-probes = []
-for path in sorted(glob.glob(os.path.join(out, 'tutti-*.rep*.txt'))):
-    vals = re.findall(r'# probe (before|after): xfer_probe .*?: ([\d.]+) GB/s', open(path).read())
-    if vals:
-        probes.append((os.path.basename(path)[len('tutti-'):-len('.txt')], ' / '.join(v for _, v in vals)))
-if os.path.exists(os.path.join(out, 'probe.txt')):
-    for line in open(os.path.join(out, 'probe.txt')):
-        m = re.match(r'(peers rep \d+) (before|after): xfer_probe .*?: ([\d.]+) GB/s', line)
-        if m:
-            probes.append((f'{m.group(1)} {m.group(2)}', m.group(3)))
-if probes:
-    print()
-    print('Cross-core hand-off probe (xfer_probe 1 MiB, GB/s; before / after):')
-    print()
-    print('| run | probe |')
-    print('|---|---|')
-    for name, v in probes:
-        print(f'| {name} | {v} |')
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from probes import print_probes  # noqa: E402
+
+print_probes(out)

@@ -158,3 +158,8 @@ if any(bnd(cc, 'exchange', s) for cc in ccs for s in SIZES):
             print(f'| {n} | 1.5 x Open MPI | ' + ' | '.join(fmt(1.5 * b if b else None) for b in o[1]) + ' |')
         if t:
             print(f'| {n} | tutti | ' + ' | '.join(fmt(b) for b in t[1]) + ' |')
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from probes import print_probes  # noqa: E402
+
+print_probes(out)

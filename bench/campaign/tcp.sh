@@ -38,6 +38,9 @@ bounds=$root/target/release/examples/tcp_bounds
 
 log() { printf '[tcp-campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# shellcheck source=bench/campaign/probe.sh
+source "$here/probe.sh"
+
 {
     echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs, family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs))"
     echo "# kernel: $(uname -r); congestion control: $(sysctl -n net.ipv4.tcp_congestion_control); commit: $(git -C "$root" rev-parse --short HEAD)"
@@ -49,13 +52,16 @@ tutti_cfg() { # name nranks [ENV=VAL...]
     local name=$1 n=$2 f
     shift 2
     f="$OUT/tutti-$name.rep$REP.txt"
+    settle
     log "tutti $name rep $REP"
     {
         echo "# config: tutti-$name $* date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "# probe before: $(probe_line)"
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 20000
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 1000 -w 50
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
+        echo "# probe after: $(probe_line)"
     } >"$f" 2>&1
 }
 
@@ -83,7 +89,10 @@ bounds_run() {
 FIRST=${FIRST:-1}
 for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
     log "peers rep $REP"
+    settle
+    echo "peers rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
     RES="$OUT/peers-rep$REP" ONLY="$PEERS" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
+    echo "peers rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
     bounds_run
     tutti_cfg tcp-2 2
     tutti_cfg tcp-4 4
