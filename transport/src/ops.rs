@@ -126,24 +126,12 @@ pub fn recv_reduce(
     while off < dst.len() {
         let room = dst.len() - off;
         let d = &mut dst[off..];
-        off += consume(rx, room, deadline, |msg, n| match msg {
-            Message::Bytes(b) => reducer
-                .reduce_inplace(&mut d[..n], b)
-                .map_err(Fault::Reduce),
-            Message::Remote(r) => {
-                let step = stage_len(STAGE, reducer.element_size());
-                stage.resize(step.min(n), 0);
-                let mut done = 0;
-                while done < n {
-                    let k = step.min(n - done);
-                    r.read(done, &mut stage[..k])?;
-                    reducer
-                        .reduce_inplace(&mut d[done..done + k], &stage[..k])
-                        .map_err(Fault::Reduce)?;
-                    done += k;
-                }
-                Ok(())
-            }
+        off += consume(rx, room, deadline, |msg, n| {
+            pieces(msg, n, reducer.element_size(), &mut stage, |o, inc| {
+                reducer
+                    .reduce_inplace(&mut d[o..o + inc.len()], inc)
+                    .map_err(Fault::Reduce)
+            })
         })?;
     }
     Ok(())
@@ -160,13 +148,7 @@ pub fn recv_reduce_into(
     reducer: &dyn ByteReducer,
     deadline: Deadline,
 ) -> Result<()> {
-    if local.len() != out.len() {
-        return Err(TransportError::InvalidArgument(format!(
-            "recv_reduce_into: input of {} bytes, output of {}",
-            local.len(),
-            out.len()
-        )));
-    }
+    same_len("recv_reduce_into", local, out)?;
     let fold = |d: &mut [u8], l: &[u8], inc: &[u8]| {
         if local_first {
             reducer.reduce(d, l, inc)
@@ -180,20 +162,11 @@ pub fn recv_reduce_into(
     while off < out.len() {
         let room = out.len() - off;
         let (d, l) = (&mut out[off..], &local[off..]);
-        off += consume(rx, room, deadline, |msg, n| match msg {
-            Message::Bytes(b) => fold(&mut d[..n], &l[..n], b),
-            Message::Remote(r) => {
-                let step = stage_len(STAGE, reducer.element_size());
-                stage.resize(step.min(n), 0);
-                let mut done = 0;
-                while done < n {
-                    let k = step.min(n - done);
-                    r.read(done, &mut stage[..k])?;
-                    fold(&mut d[done..done + k], &l[done..done + k], &stage[..k])?;
-                    done += k;
-                }
-                Ok(())
-            }
+        off += consume(rx, room, deadline, |msg, n| {
+            pieces(msg, n, reducer.element_size(), &mut stage, |o, inc| {
+                let k = o + inc.len();
+                fold(&mut d[o..k], &l[o..k], inc)
+            })
         })?;
     }
     Ok(())
@@ -259,13 +232,7 @@ pub fn recv_reduce_copy_send_into(
     reducer: &dyn ByteReducer,
     deadline: Deadline,
 ) -> Result<()> {
-    if local.len() != out.len() {
-        return Err(TransportError::InvalidArgument(format!(
-            "recv_reduce_copy_send_into: input of {} bytes, output of {}",
-            local.len(),
-            out.len()
-        )));
-    }
+    same_len("recv_reduce_copy_send_into", local, out)?;
     let elem = reducer.element_size();
     if sends_from_caller(tx, out.len()) {
         let mut off = 0;
@@ -383,26 +350,54 @@ fn forward_kept(
         let base = off;
         off += consume(rx, len - off, deadline, |msg, n| {
             let piece = &mut kept[base..base + n];
-            match msg {
-                Message::Bytes(b) => f(piece, b)?,
-                Message::Remote(r) => {
-                    let step = stage_len(STAGE, elem);
-                    stage.resize(step.min(n), 0);
-                    let mut done = 0;
-                    while done < n {
-                        let k = step.min(n - done);
-                        r.read(done, &mut stage[..k])?;
-                        f(&mut piece[done..done + k], &stage[..k])?;
-                        done += k;
-                    }
-                }
-            }
+            pieces(msg, n, elem, &mut stage, |o, inc| {
+                f(&mut piece[o..o + inc.len()], inc)
+            })?;
             if !tx.send_single_copy(piece, deadline)? {
                 let most = tx.max_message();
                 send(tx, piece, most, deadline)?;
             }
             Ok(())
         })?;
+    }
+    Ok(())
+}
+
+/// Hands a received message's `n` bytes to `f(offset, bytes)`: at once when they lie
+/// in the link's buffer, in [`STAGE`]-sized pieces of whole `elem`-byte elements read
+/// into `stage` when they stay in the sender's memory.
+fn pieces(
+    msg: Message<'_>,
+    n: usize,
+    elem: usize,
+    stage: &mut Vec<u8>,
+    mut f: impl FnMut(usize, &[u8]) -> Result<(), Fault>,
+) -> Result<(), Fault> {
+    match msg {
+        Message::Bytes(b) => f(0, &b[..n]),
+        Message::Remote(r) => {
+            let step = stage_len(STAGE, elem);
+            stage.resize(step.min(n), 0);
+            let mut done = 0;
+            while done < n {
+                let k = step.min(n - done);
+                r.read(done, &mut stage[..k])?;
+                f(done, &stage[..k])?;
+                done += k;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The out-of-place primitives' check: `local` and `out` of one length.
+fn same_len(what: &str, local: &[u8], out: &[u8]) -> Result<()> {
+    if local.len() != out.len() {
+        return Err(TransportError::InvalidArgument(format!(
+            "{what}: input of {} bytes, output of {}",
+            local.len(),
+            out.len()
+        )));
     }
     Ok(())
 }
