@@ -1,6 +1,6 @@
 //! All-reduce: one-shot (small buffers) and two-shot (large ones).
 
-use crate::{Addr, Addrs, Exec, Move, Result, at, check, slice, whole};
+use crate::{Addr, Addrs, Exec, Few, Move, Result, at, check, slice, whole};
 
 /// In rounds of up to a window buffer, every rank copies its piece into its window,
 /// then reduces every member's window itself, in rank order, into `output` (which may
@@ -59,26 +59,23 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
     // while this round's pieces go into the window: their buffers stay untouched
     // until every member has posted this round's second time, which this rank does
     // only after.
-    let mut pending: Vec<Move> = Vec::with_capacity(n);
-    let mut copies: Vec<Move> = Vec::with_capacity(n);
+    // The other members, in rank order.
+    let other = |i: usize| if i < me { i } else { i + 1 };
+    let mut pending: Few<Move> = Few::of(0, |_| Move::default());
     while off < len {
         let c = step.min(len - off);
         let (b, v) = e.begin_round();
         let mine = e.buffer(me, b);
         // The others read only their slices of this rank's piece.
-        copies.clear();
-        for m in (0..n).filter(|&m| m != me) {
-            let s = slice(c, elem, n, m);
-            if !s.is_empty() {
-                copies.push(Move {
-                    dst: at(mine, s.start),
-                    src: at(input, off + s.start),
-                    len: s.len(),
-                });
+        let copies = Few::of(n - 1, |i| {
+            let s = slice(c, elem, n, other(i));
+            Move {
+                dst: at(mine, s.start),
+                src: at(input, off + s.start),
+                len: s.len(),
             }
-        }
-        e.copy_interleaved(&copies, &pending)?;
-        pending.clear();
+        });
+        e.copy_interleaved(copies.as_slice(), pending.as_slice())?;
         e.post(v + 1)?;
         e.wait_all(v + 1)?;
         let s = slice(c, elem, n, me);
@@ -97,18 +94,17 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
         }
         e.post(v + 2)?;
         e.wait_all(v + 2)?;
-        for m in (0..n).filter(|&m| m != me) {
+        pending = Few::of(n - 1, |i| {
+            let m = other(i);
             let s = slice(c, elem, n, m);
-            if !s.is_empty() {
-                pending.push(Move {
-                    dst: at(output, off + s.start),
-                    src: at(e.buffer(m, b), s.start),
-                    len: s.len(),
-                });
+            Move {
+                dst: at(output, off + s.start),
+                src: at(e.buffer(m, b), s.start),
+                len: s.len(),
             }
-        }
+        });
         off += c;
     }
-    e.copy_interleaved(&[], &pending)?;
+    e.copy_interleaved(&[], pending.as_slice())?;
     Ok(())
 }

@@ -54,32 +54,35 @@ pub fn at(base: Addr, offset: usize) -> Addr {
     base + offset
 }
 
-/// The addresses of one place in every member's window, without allocating for up to
-/// 16 members.
-pub(crate) struct Addrs {
-    small: [Addr; 16],
-    big: Vec<Addr>,
+/// Up to one item per member (addresses, copies), without allocating for up to 16.
+pub(crate) struct Few<T> {
+    small: [T; 16],
+    big: Vec<T>,
     n: usize,
 }
 
-impl Addrs {
-    pub(crate) fn of(n: usize, addr: impl Fn(usize) -> Addr) -> Addrs {
-        let mut a = Addrs {
-            small: [0; 16],
+/// The addresses of one place in every member's window.
+pub(crate) type Addrs = Few<Addr>;
+
+impl<T: Copy + Default> Few<T> {
+    /// `item(0), ..., item(n - 1)`.
+    pub(crate) fn of(n: usize, item: impl Fn(usize) -> T) -> Few<T> {
+        let mut a = Few {
+            small: [T::default(); 16],
             big: Vec::new(),
             n,
         };
         if n <= 16 {
             for (m, slot) in a.small.iter_mut().enumerate().take(n) {
-                *slot = addr(m);
+                *slot = item(m);
             }
         } else {
-            a.big = (0..n).map(addr).collect();
+            a.big = (0..n).map(item).collect();
         }
         a
     }
 
-    pub(crate) fn as_slice(&self) -> &[Addr] {
+    pub(crate) fn as_slice(&self) -> &[T] {
         if self.n <= 16 {
             &self.small[..self.n]
         } else {

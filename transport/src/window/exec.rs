@@ -11,7 +11,7 @@ use crate::{ByteReducer, Deadline, ReduceError, Result, TransportError};
 pub type Addr = usize;
 
 /// One copy of [`Exec::copy_interleaved`]: `dst[..len] = src[..len]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Move {
     /// Where the bytes go.
     pub dst: Addr,
@@ -52,13 +52,7 @@ pub trait Exec {
     /// by one and read by another). The host executor alternates small blocks of
     /// the two, so that streaming stores drain while the ordinary copies run.
     fn copy_interleaved(&mut self, copies: &[Move], outs: &[Move]) -> Result<()> {
-        for m in copies {
-            self.copy(m.dst, m.src, m.len)?;
-        }
-        for m in outs {
-            self.copy_out(m.dst, m.src, m.len)?;
-        }
-        Ok(())
+        copies_in_order(self, copies, outs)
     }
     /// `dst[..len] = srcs[0] op srcs[1] op ... op srcs[k-1]`, folded left to right.
     fn reduce(&mut self, dst: Addr, srcs: &[Addr], len: usize) -> Result<()>;
@@ -68,9 +62,7 @@ pub trait Exec {
     /// the slice it reduces. The host executor interleaves the three in small blocks,
     /// so that streaming stores to `out` drain while the next block is reduced.
     fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
-        self.reduce(dst, srcs, len)?;
-        self.finalize(dst, len)?;
-        self.copy_out(out, dst, len)
+        reduce_then_copy_out(self, dst, out, srcs, len)
     }
     /// The op's final step on reduced data (Avg's division, PreMulSum's scaling).
     fn finalize(&mut self, dst: Addr, len: usize) -> Result<()>;
@@ -78,6 +70,30 @@ pub trait Exec {
     fn post(&mut self, value: u64) -> Result<()>;
     /// Waits until every member's counter reached `value`.
     fn wait_all(&mut self, value: u64) -> Result<()>;
+}
+
+/// [`Exec::copy_interleaved`] one copy after the other.
+fn copies_in_order<E: Exec + ?Sized>(e: &mut E, copies: &[Move], outs: &[Move]) -> Result<()> {
+    for m in copies {
+        e.copy(m.dst, m.src, m.len)?;
+    }
+    for m in outs {
+        e.copy_out(m.dst, m.src, m.len)?;
+    }
+    Ok(())
+}
+
+/// [`Exec::reduce_copy_out`] as three whole passes.
+fn reduce_then_copy_out<E: Exec + ?Sized>(
+    e: &mut E,
+    dst: Addr,
+    out: Addr,
+    srcs: &[Addr],
+    len: usize,
+) -> Result<()> {
+    e.reduce(dst, srcs, len)?;
+    e.finalize(dst, len)?;
+    e.copy_out(out, dst, len)
 }
 
 /// Bytes folded per block by [`HostExec::reduce`]: the accumulator stays in L1 while
@@ -262,13 +278,7 @@ impl Exec for HostExec<'_> {
 
     fn copy_interleaved(&mut self, copies: &[Move], outs: &[Move]) -> Result<()> {
         if !self.stream_out {
-            for m in copies {
-                self.copy(m.dst, m.src, m.len)?;
-            }
-            for m in outs {
-                self.copy_out(m.dst, m.src, m.len)?;
-            }
-            return Ok(());
+            return copies_in_order(self, copies, outs);
         }
         for m in copies.iter().chain(outs) {
             self.check_disjoint(m.dst, m.src, m.len)?;
@@ -301,9 +311,7 @@ impl Exec for HostExec<'_> {
 
     fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
         if !self.stream_out || len < super::stream::MIN_BYTES || srcs.len() > 16 {
-            self.reduce(dst, srcs, len)?;
-            self.finalize(dst, len)?;
-            return self.copy_out(out, dst, len);
+            return reduce_then_copy_out(self, dst, out, srcs, len);
         }
         self.check_disjoint(out, dst, len)?;
         let step = INTERLEAVE_BLOCK / self.elem.max(1) * self.elem.max(1);
