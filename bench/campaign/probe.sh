@@ -11,9 +11,19 @@ probe_line() { "$probe" 1024 500; }
 # vCPUs moves ~5x slower) decides whatever runs in it. Before every measured program,
 # tutti's and the peers' alike, wait until the hand-off probe reads at least half the
 # best value seen in this sitting, for up to SETTLE seconds (default 60; 0: never wait).
+# The first call has no best yet: it samples the probe for WARM seconds (default 10)
+# first, so that a sitting that starts in a slow spell does not take its value as the
+# best (slow spells last 10-20 s).
 best_probe=0
 settle() {
     local v i
+    if [ "$best_probe" = 0 ]; then
+        for ((i = 0; i < ${WARM:-10}; i++)); do
+            v=$("$probe" 1024 300 | awk '{print $6}')
+            best_probe=$(awk -v a="$best_probe" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
+            sleep 1
+        done
+    fi
     for ((i = 0; i <= ${SETTLE:-60}; i++)); do
         v=$("$probe" 1024 300 | awk '{print $6}')
         best_probe=$(awk -v a="$best_probe" -v b="$v" 'BEGIN {print (b > a ? b : a)}')

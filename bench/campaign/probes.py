@@ -13,7 +13,7 @@ def print_probes(out):
             probes.append((os.path.basename(path)[len('tutti-'):-len('.txt')], ' / '.join(v for _, v in vals)))
     if os.path.exists(os.path.join(out, 'probe.txt')):
         for line in open(os.path.join(out, 'probe.txt')):
-            m = re.match(r'(peers rep \d+) (before|after): xfer_probe .*?: ([\d.]+) GB/s', line)
+            m = re.match(r'(.+?) (before|after): xfer_probe .*?: ([\d.]+) GB/s', line)
             if m:
                 probes.append((f'{m.group(1)} {m.group(2)}', m.group(3)))
     if probes:

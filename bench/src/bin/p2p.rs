@@ -12,7 +12,8 @@
 //!
 //! Ranks are processes (this binary re-executes itself); pairs are (0,1), (2,3), ...
 //! all measuring at the same time. Latency: half the round trip of a ping-pong.
-//! Bandwidth: a window of 16 back-to-back messages one way, then a 1-byte ack.
+//! Bandwidth: a window of 16 back-to-back messages one way (fewer from 32 MiB: at most
+//! 256 MiB in flight), then a 1-byte ack.
 //! Bidirectional (group API): both ranks of a pair post 16 sends and 16 receives at
 //! once; the figure counts the bytes of both directions. Rank 0 prints pair (0,1)'s
 //! table and, with more pairs, the other pairs' figures.
@@ -185,8 +186,8 @@ fn worker(rank: usize, args: &Args) {
             ends.pingpong(pinger, peer, &sbuf, &mut rbuf, iters);
             t.elapsed().as_secs_f64() / (2.0 * iters as f64)
         };
-        // Bandwidth: windows of 16 messages, then an ack; bidirectional: both ways.
-        let window = 16;
+        // Bandwidth: windows of messages, then an ack; bidirectional: both ways.
+        let window = window_for(size);
         let mut pool = Pool::default();
         let mut measure = |bidir: bool| {
             let t = Instant::now();
@@ -370,7 +371,7 @@ fn report(rank: usize, args: &Args, store: &dyn Store, rows: &[(usize, f64, f64,
         })
         .collect();
     println!(
-        "# tutti-p2p api={} transport={} nranks={} pairs={} (latency = half round trip; bandwidth = one way, window 16; bidirectional = both ways together)",
+        "# tutti-p2p api={} transport={} nranks={} pairs={} (latency = half round trip; bandwidth = one way, window 16 (at most 256 MiB in flight); bidirectional = both ways together)",
         args.api, args.transport, args.nranks, pairs
     );
     print!(
@@ -423,6 +424,13 @@ fn stream(link: &mut Link, sender: bool, sbuf: &[u8], rbuf: &mut [u8], window: u
         }
         ops::send(&mut *link.tx, &ack, 1, deadline()).unwrap();
     }
+}
+
+/// Messages per bandwidth window: 16, fewer from 32 MiB so that no rank holds more
+/// than 256 MiB of them (the async API owns a buffer per message in flight; 16 of
+/// 256 MiB each way took 8 GiB per rank and four ranks did not fit in 24 GiB).
+fn window_for(size: usize) -> usize {
+    ((256 << 20) / size.max(1)).clamp(1, 16)
 }
 
 /// The pinger's choice of an iteration count, shared with its partner.
