@@ -442,3 +442,44 @@ fn reduce_errors_are_typed() {
         other => panic!("expected a partial element, got {other:?}"),
     }
 }
+
+/// Frames whose payload starts at a page offset that gets the 64-byte pad (0..=24 and
+/// 4057..=4095) and ones that do not, through the link's buffer (below the
+/// single-copy size) and straight from the caller's memory (above it, several
+/// frames), with and without the checksum: every byte arrives, in order, and the
+/// link goes on with the next message.
+#[test]
+fn tcp_frames_from_any_page_offset_arrive_whole() {
+    for checksum in [false, true] {
+        let board = Arc::new(Board::default());
+        pair(tcp_make(board, "t-pad", checksum), move |r, l| {
+            let max = l.tx.max_message();
+            for len in [100, 4096, 65_532, 65_536 + 44, 2 * max + 20] {
+                for page_off in [0usize, 8, 16, 24, 25, 40, 64, 2048, 4032, 4056, 4057, 4090] {
+                    let data = random(len, (len + page_off) as u64);
+                    // `data` copied to a buffer where it starts at `page_off`.
+                    let mut room = vec![0u8; len + 8192];
+                    let skew = (page_off + 4096 - (room.as_ptr() as usize & 4095)) & 4095;
+                    room[skew..skew + len].copy_from_slice(&data);
+                    let placed = &room[skew..skew + len];
+                    assert_eq!(placed.as_ptr() as usize & 4095, page_off);
+                    let what =
+                        format!("{len} bytes from page offset {page_off}, checksum {checksum}");
+                    if r == 0 {
+                        ops::send(&mut *l.tx, placed, max, deadline()).unwrap();
+                        let mut back = vec![0u8; len];
+                        ops::recv(&mut *l.rx, &mut back, deadline()).unwrap();
+                        assert_eq!(back, data, "echoed {what}");
+                    } else {
+                        let mut got = vec![0u8; len];
+                        ops::recv(&mut *l.rx, &mut got, deadline()).unwrap();
+                        assert_eq!(got, data, "received {what}");
+                        // Echo it from the same page offset.
+                        room[skew..skew + len].copy_from_slice(&got);
+                        ops::send(&mut *l.tx, &room[skew..skew + len], max, deadline()).unwrap();
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,12 +1,33 @@
-//! The TCP frame header: every message is `Header` (24 bytes, little-endian) then
-//! `len` payload bytes.
+//! The TCP frame header: every message is `Header` (24 bytes, little-endian), then
+//! [`PAD_LEN`] zero bytes when the header has [`FLAG_PAD`], then `len` payload bytes.
 
 use crate::{Result, TransportError};
 
-/// "TTF2" (version 2: no reader threads; the checksum is optional).
-pub(crate) const MAGIC: u32 = 0x3246_5454;
+/// "TTF3" (version 3: the optional pad; version 2 dropped the reader threads and made
+/// the checksum optional).
+pub(crate) const MAGIC: u32 = 0x3346_5454;
 /// Header flag: `crc` holds the CRC32 of the payload.
 pub(crate) const FLAG_CRC: u32 = 1;
+/// Header flag: [`PAD_LEN`] zero bytes follow the header, before the payload.
+pub(crate) const FLAG_PAD: u32 = 2;
+/// Bytes of the pad.
+pub(crate) const PAD_LEN: usize = 64;
+
+/// Whether a frame whose payload starts at `payload` should carry the pad.
+///
+/// The kernel copies a frame's bytes (header, then payload) into its socket buffer
+/// pages; on loopback a frame starts at offset 0 of such a page whenever the
+/// receiver has consumed the previous ones, so the payload lands at page offset
+/// `HEADER_LEN`. When the payload's own page offset is a little below that (0..24,
+/// or a little below 4096: a page-aligned or glibc-mmapped buffer), every store of
+/// the copy lands less than 64 bytes ahead of the next loads modulo 4 KiB (4K
+/// aliasing), and the copy ran 2-3x slower: a 64 KiB 2-rank all_reduce over TCP took
+/// 34-50 us from a buffer at page offset 0x10 and 25-27 us from 0x800 (Zen 4,
+/// bench/RESULTS.md). The pad moves the payload 64 bytes further. Small frames
+/// never carry it (their copy is short either way).
+pub(crate) fn wants_pad(payload: &[u8]) -> bool {
+    payload.len() >= 4096 && (HEADER_LEN.wrapping_sub(payload.as_ptr() as usize) & 4095) < PAD_LEN
+}
 
 /// The checksum a frame carries: CRC32 (IEEE) by `crc32fast`, which folds with
 /// carry-less multiplication (PCLMULQDQ, VPCLMULQDQ on AVX-512): 50 GB/s in cache on
@@ -75,5 +96,27 @@ impl Header {
             )));
         }
         Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pad_goes_where_the_payload_would_land_just_ahead_of_itself() {
+        let room = vec![0u8; 80 << 10];
+        let base = (4096 - (room.as_ptr() as usize & 4095)) & 4095;
+        let at = |off: usize, len: usize| &room[base + off..base + off + len];
+        // Page offsets 0..=24 and 4057..=4095: the payload's copy would land less than
+        // 64 bytes ahead of its source modulo 4 KiB.
+        for off in [0, 8, 16, 24, 4057, 4095] {
+            assert!(wants_pad(at(off, 65536)), "offset {off}");
+        }
+        for off in [25, 64, 2048, 4032, 4056] {
+            assert!(!wants_pad(at(off, 65536)), "offset {off}");
+        }
+        // Small payloads never.
+        assert!(!wants_pad(at(16, 4095)));
     }
 }

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 
 use socket2::Socket;
 
-use super::frame::{FLAG_CRC, HEADER_LEN, Header, checksum};
+use super::frame::{FLAG_CRC, FLAG_PAD, HEADER_LEN, Header, PAD_LEN, checksum};
 use crate::{Result, TransportError};
 
 /// Bytes read ahead at a frame boundary.
@@ -99,8 +99,10 @@ pub(crate) struct Inbound {
     filled: VecDeque<(usize, usize)>,
     /// The slot the current frame's payload goes to.
     filling: Option<usize>,
-    /// The frame being read, and how many payload bytes are in.
+    /// The frame being read, how many bytes of its pad are still to skip, and how
+    /// many payload bytes are in.
     cur: Option<Header>,
+    skip: usize,
     have: usize,
     /// Sequence number of the next frame, and the step between this socket's frames.
     seq: u64,
@@ -128,6 +130,7 @@ impl Inbound {
             filled: VecDeque::with_capacity(count),
             filling: None,
             cur: None,
+            skip: 0,
             have: 0,
             seq: first_seq,
             stride,
@@ -225,6 +228,7 @@ impl Inbound {
                 self.lo += HEADER_LEN;
                 let h = Header::decode(&b, self.seq, self.max_len, peer).map_err(End::Failed)?;
                 self.cur = Some(h);
+                self.skip = if h.flags & FLAG_PAD != 0 { PAD_LEN } else { 0 };
                 self.have = 0;
                 // `wants_input` (checked by `pump` before every step) saw a free slot.
                 self.filling = self.free.pop();
@@ -249,6 +253,24 @@ impl Inbound {
                 None => false,
             });
         };
+        if self.skip > 0 {
+            let k = (self.hi - self.lo).min(self.skip);
+            self.lo += k;
+            self.skip -= k;
+            if self.skip > 0 {
+                // The stage is empty: read the rest of the pad, and what follows,
+                // into it.
+                (self.lo, self.hi) = (0, 0);
+                return Ok(match read(&self.sock, &mut self.stage[..], peer)? {
+                    Some(0) => return Err(closed_mid_frame(peer, 0, h.len as usize)),
+                    Some(n) => {
+                        self.hi = n;
+                        true
+                    }
+                    None => false,
+                });
+            }
+        }
         let len = h.len as usize;
         let slot = self.slot_mut(len)?;
         let k = (self.hi - self.lo).min(len - self.have);

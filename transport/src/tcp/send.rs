@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use socket2::Socket;
 
-use super::frame::{FLAG_CRC, Header, checksum};
+use super::frame::{FLAG_CRC, FLAG_PAD, Header, PAD_LEN, checksum, wants_pad};
 use super::inbound::gone_or_io;
 use super::progress::{Engine, Phase, Waiting};
 use crate::link::{Injected, SendHalf};
@@ -37,8 +37,10 @@ pub(crate) struct TcpSend {
 
 impl TcpSend {
     fn header(&self, payload: &[u8]) -> Header {
+        let crc = if self.checksum { FLAG_CRC } else { 0 };
+        let pad = if wants_pad(payload) { FLAG_PAD } else { 0 };
         Header {
-            flags: if self.checksum { FLAG_CRC } else { 0 },
+            flags: crc | pad,
             seq: self.seq,
             len: payload.len() as u32,
             crc: if self.checksum { checksum(payload) } else { 0 },
@@ -56,24 +58,29 @@ impl TcpSend {
         deadline: Deadline,
     ) -> Result<()> {
         let sock = &socks[(seq % socks.len() as u64) as usize];
+        let pad: &[u8] = if head.flags & FLAG_PAD != 0 {
+            &[0; PAD_LEN]
+        } else {
+            &[]
+        };
         let head = head.encode();
-        write_all(sock, engine, peer, [&head[..], payload], deadline)
+        write_all(sock, engine, peer, [&head[..], pad, payload], deadline)
     }
 }
 
-/// Writes both parts, waiting (and draining this endpoint's incoming sockets) while
+/// Writes every part, waiting (and draining this endpoint's incoming sockets) while
 /// the socket buffer is full.
 fn write_all(
     sock: &Socket,
     engine: &Engine,
     peer: &str,
-    mut parts: [&[u8]; 2],
+    mut parts: [&[u8]; 3],
     deadline: Deadline,
 ) -> Result<()> {
-    let mut left = parts[0].len() + parts[1].len();
+    let mut left: usize = parts.iter().map(|p| p.len()).sum();
     let mut wait: Option<Waiting> = None;
     while left > 0 {
-        let iov = [IoSlice::new(parts[0]), IoSlice::new(parts[1])];
+        let iov = parts.map(IoSlice::new);
         match sock.send_vectored_with_flags(&iov, libc::MSG_NOSIGNAL) {
             Ok(n) => {
                 left -= n;
@@ -110,8 +117,8 @@ fn write_all(
     Ok(())
 }
 
-/// Drops the first `n` bytes of a two-part iovec.
-fn advance(parts: &mut [&[u8]; 2], mut n: usize) {
+/// Drops the first `n` bytes of a multi-part iovec.
+fn advance<const N: usize>(parts: &mut [&[u8]; N], mut n: usize) {
     for p in parts.iter_mut() {
         let k = n.min(p.len());
         *p = &p[k..];
