@@ -8,8 +8,9 @@
 #       # more tutti configurations per repeat (name:nranks:ENV=VAL[,ENV=VAL])
 #
 # Each repeat runs, in this order:
-#   1. the peers (../shared/peers/run_all.sh, ONLY=$PEERS, REPEATS=1): Open MPI tcp
-#      and Gloo, 2 and 4 ranks (MPICH's tcp with 2 for reference);
+#   1. the peers (../shared/peers/run_all.sh, REPEATS=1, once per configuration of
+#      $PEER_CFGS, each after the host has settled): Open MPI tcp and Gloo, 2 and 4
+#      ranks (MPICH's tcp with 2 for reference);
 #   2. the bounds of plain loopback sockets, without tutti (tcp_bounds): 8-byte
 #      ping-pong busy-polling and blocking, a one-way stream of 512 KiB messages and
 #      at 64 KiB..16 MiB messages a two-way exchange over one socket and rings of 2
@@ -29,7 +30,7 @@ root=$(cd "$here/../.." && pwd)
 peers=${PEERS_DIR:-$root/../shared/peers}
 REPEATS=${1:-3}
 OUT=${OUT:-$here/out-tcp-$(date -u +%Y%m%dT%H%M%SZ)}
-PEERS=${PEERS:-openmpi-tcp|gloo-tcp|mpich-tcp-2}
+PEER_CFGS=${PEER_CFGS:-openmpi-tcp-2 openmpi-tcp-4 gloo-tcp-2 gloo-tcp-4 mpich-tcp-2}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 (cd "$root" && cargo build --release -q -p tutti-bench && cargo build --release -q -p tutti-transport --example tcp_bounds)
@@ -88,11 +89,15 @@ bounds_run() {
 
 FIRST=${FIRST:-1}
 for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
-    log "peers rep $REP"
-    settle
-    echo "peers rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
-    RES="$OUT/peers-rep$REP" ONLY="$PEERS" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
-    echo "peers rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
+    # One peer configuration at a time, each started once the host has settled, as
+    # tutti's are (a single call for all of them let a slow spell take several).
+    for cfg in $PEER_CFGS; do
+        log "peers $cfg rep $REP"
+        settle
+        echo "peers $cfg rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
+        RES="$OUT/peers-rep$REP" ONLY="^$cfg\$" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >>"$OUT/peers-rep$REP.log" 2>&1 || log "peers $cfg rep $REP failed (see log)"
+        echo "peers $cfg rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
+    done
     bounds_run
     tutti_cfg tcp-2 2
     tutti_cfg tcp-4 4
