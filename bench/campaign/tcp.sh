@@ -47,6 +47,14 @@ source "$here/probe.sh"
     echo "# kernel: $(uname -r); congestion control: $(sysctl -n net.ipv4.tcp_congestion_control); commit: $(git -C "$root" rev-parse --short HEAD)"
 } >"$OUT/machine.txt"
 
+# The kernel's TCP loss counters (cumulative since boot), written before and after
+# every measured program to tcp_counters.txt: a run that retransmits tells a lossy
+# spell of the loopback from a slow program.
+tcp_counters() {
+    nstat -az TcpRetransSegs TcpExtTCPTimeouts TcpExtTCPLossProbes 2>/dev/null |
+        awk '!/^#/ {printf "%s=%s ", $1, $2}'
+}
+
 # 8-byte run: 20000 warm-up ops first, as in run.sh (a fresh launch runs slower while
 # the scheduler spreads the ranks; the peers time their latency in warm processes).
 tutti_cfg() { # name nranks [ENV=VAL...]
@@ -58,10 +66,12 @@ tutti_cfg() { # name nranks [ENV=VAL...]
     {
         echo "# config: tutti-$name $* date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "# probe before: $(probe_line)"
+        echo "tutti-$name rep $REP before: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 20000
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 1000 -w 50
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
         env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
+        echo "tutti-$name rep $REP after: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
         echo "# probe after: $(probe_line)"
     } >"$f" 2>&1
 }
@@ -95,7 +105,9 @@ for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
         log "peers $cfg rep $REP"
         settle
         echo "peers $cfg rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
+        echo "$cfg rep $REP before: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
         RES="$OUT/peers-rep$REP" ONLY="^$cfg\$" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >>"$OUT/peers-rep$REP.log" 2>&1 || log "peers $cfg rep $REP failed (see log)"
+        echo "$cfg rep $REP after: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
         echo "peers $cfg rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
     done
     bounds_run
