@@ -7,31 +7,39 @@ probe=$root/target/release/examples/xfer_probe
 # One probe line: "xfer_probe 1024 KiB x 500: 9.73 GB/s handed between two threads ...".
 probe_line() { "$probe" 1024 500; }
 
-# The host's slow state (bench/RESULTS.md: for 10-20 s, data handed between the two
-# vCPUs moves ~5x slower) decides whatever runs in it. Before every measured program,
-# tutti's and the peers' alike, wait until the hand-off probe reads at least half the
-# best value seen in this sitting, for up to SETTLE seconds (default 60; 0: never wait).
-# The first call has no best yet: it samples the probe for WARM seconds (default 10)
-# first, so that a sitting that starts in a slow spell does not take its value as the
-# best (slow spells last 10-20 s).
-best_probe=0
-settle() {
-    local v i
-    if [ "$best_probe" = 0 ]; then
+# `settle_on BEST WHAT READER`: waits, for up to SETTLE seconds (default 60; 0: never
+# wait), until READER (a command printing one GB/s figure) reads at least half the best
+# it has read in this sitting, kept in the variable named BEST. The first call (BEST
+# still 0) samples READER for WARM seconds (default 10) first, so that a sitting that
+# starts in a slow spell does not take its value as the best (spells last 10-60 s).
+# WHAT names the thing in the log.
+settle_on() {
+    local best_var=$1 what=$2 reader=$3 v i best
+    best=${!best_var}
+    if [ "$best" = 0 ]; then
         for ((i = 0; i < ${WARM:-10}; i++)); do
-            v=$("$probe" 1024 300 | awk '{print $6}')
-            best_probe=$(awk -v a="$best_probe" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
+            v=$("$reader")
+            best=$(awk -v a="$best" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
             sleep 1
         done
     fi
     for ((i = 0; i <= ${SETTLE:-60}; i++)); do
-        v=$("$probe" 1024 300 | awk '{print $6}')
-        best_probe=$(awk -v a="$best_probe" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
-        if awk -v v="$v" -v b="$best_probe" 'BEGIN {exit !(v >= b / 2)}'; then
-            [ "$i" -gt 0 ] && log "host settled after ${i} s (probe $v GB/s, best $best_probe)"
+        v=$("$reader")
+        best=$(awk -v a="$best" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
+        if awk -v v="$v" -v b="$best" 'BEGIN {exit !(v >= b / 2)}'; then
+            printf -v "$best_var" '%s' "$best"
+            [ "$i" -gt 0 ] && log "$what settled after ${i} s ($v GB/s, best $best)"
             return 0
         fi
         sleep 1
     done
-    log "host still slow after ${SETTLE:-60} s (probe $v GB/s, best $best_probe); measuring anyway"
+    printf -v "$best_var" '%s' "$best"
+    log "$what still slow after ${SETTLE:-60} s ($v GB/s, best $best); measuring anyway"
 }
+
+# The host's slow state (bench/RESULTS.md: for 10-20 s, data handed between the two
+# vCPUs moves ~5x slower) decides whatever runs in it. Before every measured program,
+# tutti's and the peers' alike, `settle` waits for the hand-off probe.
+best_probe=0
+probe_value() { "$probe" 1024 300 | awk '{print $6}'; }
+settle() { settle_on best_probe "host (hand-off probe)" probe_value; }

@@ -50,30 +50,10 @@ source "$here/probe.sh"
 # The loopback's own slow spells (bench/RESULTS.md, "The TCP slow spell"): plain
 # sockets and tutti alike fall to ~1.5 GB/s at every size for 30-60 s, which the
 # memory hand-off probe does not see. Before every measured program, after `settle`,
-# wait (up to SETTLE seconds) until a short plain-socket exchange moves at least half
-# the best seen in this sitting; the first call samples WARM seconds first.
+# `tcp_settle` waits the same way for a short plain-socket exchange.
 best_tcp=0
 tcp_line() { "$bounds" --cc reno exchange-poll 1M 0.2 2>/dev/null | awk '{print $5}'; }
-tcp_settle() {
-    local v i
-    if [ "$best_tcp" = 0 ]; then
-        for ((i = 0; i < ${WARM:-10}; i++)); do
-            v=$(tcp_line)
-            best_tcp=$(awk -v a="$best_tcp" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
-            sleep 1
-        done
-    fi
-    for ((i = 0; i <= ${SETTLE:-60}; i++)); do
-        v=$(tcp_line)
-        best_tcp=$(awk -v a="$best_tcp" -v b="$v" 'BEGIN {print (b > a ? b : a)}')
-        if awk -v v="$v" -v b="$best_tcp" 'BEGIN {exit !(v >= b / 2)}'; then
-            [ "$i" -gt 0 ] && log "loopback settled after ${i} s (exchange $v GB/s, best $best_tcp)"
-            return 0
-        fi
-        sleep 1
-    done
-    log "loopback still slow after ${SETTLE:-60} s (exchange $v GB/s, best $best_tcp); measuring anyway"
-}
+tcp_settle() { settle_on best_tcp "loopback (plain-socket exchange)" tcp_line; }
 
 # The kernel's TCP loss counters (cumulative since boot), written before and after
 # every measured program to tcp_counters.txt: a run that retransmits tells a lossy
