@@ -118,12 +118,16 @@ for path in sorted(glob.glob(os.path.join(out, 'bounds.rep*.txt'))):
         procs = re.search(r'\((\d+) processes', line)
         if mode in ('ring', 'ring-poll') and procs:
             mode = f'{mode}{procs.group(1)}'
+        mesh = re.search(r', (\d+) processes', line)
+        if mode == 'allreduce' and mesh:
+            mode = f'allreduce{mesh.group(1)}'
         v = re.search(r'half round trip ([\d.]+) us', line) or re.search(r'([\d.]+) GB/s', line)
         bounds.setdefault((cc, mode, int(m.group(2))), []).append(float(v.group(1)))
 print('| congestion control | test | median | unit |')
 print('|---|---|---|---|')
 for (cc, mode, size), vs in bounds.items():
-    unit = 'us (half round trip)' if mode.startswith('pingpong') else 'GB/s per direction'
+    unit = ('us (half round trip)' if mode.startswith('pingpong')
+            else 'GB/s busbw' if mode.startswith('allreduce') else 'GB/s per direction')
     print(f'| {cc} | {mode} {size} B | {fmt(med(vs))} | {unit} |')
 
 # What plain sockets move at each size, as all_reduce busbw. A 2-rank all_reduce of
@@ -134,6 +138,9 @@ for (cc, mode, size), vs in bounds.items():
 # `-poll` forms do the same with one thread per process (tutti's shape). A 4-rank
 # ring sends 1.5 S out of each rank in t, busbw = 1.5 S / t: it compares with
 # `ring4`, what each of 4 processes in a plain socket ring sends per second.
+# `allreduceN` is a whole all_reduce on plain sockets (N processes, one hop, lock-step,
+# float32 sum in rank order: tutti's direct algorithm without the library), its busbw
+# as nccl-tests defines it: the bound for the sizes where the tuner picks direct.
 def bnd(cc, mode, size):
     return med(bounds.get((cc, mode, size), []))
 
@@ -146,7 +153,8 @@ if any(bnd(cc, 'exchange', s) for cc in ccs for s in SIZES):
     print()
     print('| ranks | row | ' + ' | '.join(label(s) for s in SIZES) + ' |')
     print('|---|---|' + '---|' * len(SIZES))
-    for n, modes in ((2, ('exchange', 'exchange-poll', 'ring2', 'ring-poll2')), (4, ('ring4',))):
+    for n, modes in ((2, ('exchange', 'exchange-poll', 'ring2', 'ring-poll2', 'allreduce2')),
+                     (4, ('ring4', 'allreduce4'))):
         for cc in ccs:
             for mode in modes:
                 vals = [bnd(cc, mode, s) for s in SIZES]

@@ -102,6 +102,14 @@ bounds_run() {
                 "$bounds" --cc "$cc" --ranks 2 ring-poll "$size" 1
                 "$bounds" --cc "$cc" --ranks 4 ring "$size" 1
             done
+            # A plain-socket one-hop all_reduce (tutti's direct algorithm without
+            # the library) with the congestion control tutti picks on loopback.
+            if [ "$cc" = reno ]; then
+                for size in 64K 256K 1M; do
+                    "$bounds" --cc "$cc" --ranks 2 allreduce "$size" 1
+                    "$bounds" --cc "$cc" --ranks 4 allreduce "$size" 1
+                done
+            fi
         } >>"$f" 2>&1
     done
 }

@@ -23,6 +23,14 @@
 //!                         while it receives from the previous one; GB/s sent per
 //!                         process (what a ring all_reduce's busbw can reach)
 //!   ring-poll SIZE SECONDS   the same with one thread per process, as exchange-poll
+//!   allreduce SIZE SECONDS   RANKS processes (`--ranks`), fully connected, run a
+//!                         float32 sum all_reduce in one hop, lock-step, as plainly as
+//!                         sockets allow: each sends its SIZE-byte buffer to every
+//!                         other while reading theirs (one thread, non-blocking,
+//!                         yielding when idle if the processes outnumber the cores),
+//!                         then sums the buffers in rank order; time per all_reduce
+//!                         and busbw (`2 (n-1)/n SIZE / t`, nccl-tests' definition):
+//!                         what tutti's direct all_reduce does, minus the library
 //! ```
 //!
 //!   checksum SIZE SECONDS  no socket: CRC32C (the `crc32c` crate, SSE4.2) and CRC32
@@ -142,6 +150,9 @@ fn main() {
     }
     if a.mode == "ring" || a.mode == "ring-poll" {
         return ring(&a);
+    }
+    if a.mode == "allreduce" {
+        return allreduce(&a);
     }
     let role_peer = std::env::var("TCP_BOUNDS_PORT").ok();
     let (s, leader) = match role_peer {
@@ -461,38 +472,7 @@ fn exchange(s: TcpStream, leader: bool, a: &Args) {
 /// picked, connects to the next process and accepts the previous one; then it sends
 /// a fixed volume to the next while receiving the same from the previous.
 fn ring(a: &Args) {
-    let (me, ports): (usize, Vec<u16>) = match std::env::var("TCP_BOUNDS_RING") {
-        Ok(v) => {
-            let mut f = v.split(',').map(|x| x.parse::<u16>().unwrap());
-            let me = f.next().unwrap() as usize;
-            (me, f.collect())
-        }
-        Err(_) => {
-            let ports: Vec<u16> = (0..a.ranks)
-                .map(|_| {
-                    TcpListener::bind("127.0.0.1:0")
-                        .unwrap()
-                        .local_addr()
-                        .unwrap()
-                        .port()
-                })
-                .collect();
-            let list = ports
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            for i in 1..a.ranks {
-                let child = std::process::Command::new(std::env::current_exe().unwrap())
-                    .args(std::env::args().skip(1))
-                    .env("TCP_BOUNDS_RING", format!("{i},{list}"))
-                    .spawn()
-                    .unwrap();
-                std::mem::forget(child);
-            }
-            (0, ports)
-        }
-    };
+    let (me, ports) = processes(a, "TCP_BOUNDS_RING");
     let n = ports.len();
     let l = TcpListener::bind(("127.0.0.1", ports[me])).unwrap();
     let next = ports[(me + 1) % n];
@@ -527,6 +507,166 @@ fn ring(a: &Args) {
             total as f64 / t / 1e9
         );
     }
+}
+
+/// The processes of a multi-process mode: this one's index and every process's
+/// port (the first process picks free ports and starts the others).
+fn processes(a: &Args, var: &str) -> (usize, Vec<u16>) {
+    if let Ok(v) = std::env::var(var) {
+        let mut f = v.split(',').map(|x| x.parse::<u16>().unwrap());
+        let me = f.next().unwrap() as usize;
+        return (me, f.collect());
+    }
+    let ports: Vec<u16> = (0..a.ranks)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let list = ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    for i in 1..a.ranks {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(std::env::args().skip(1))
+            .env(var, format!("{i},{list}"))
+            .spawn()
+            .unwrap();
+        std::mem::forget(child);
+    }
+    (0, ports)
+}
+
+/// `allreduce`: a full mesh (the lower process of each pair connects, saying who
+/// it is in one byte), then lock-step one-hop all_reduces for `a.n` seconds.
+fn allreduce(a: &Args) {
+    let (me, ports) = processes(a, "TCP_BOUNDS_MESH");
+    let n = ports.len();
+    let l = TcpListener::bind(("127.0.0.1", ports[me])).unwrap();
+    let mut peers: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (p, port) in ports.iter().enumerate().skip(me + 1) {
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", *port)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => panic!("connecting to process {p}: {e}"),
+            }
+        };
+        s.write_all(&[me as u8]).unwrap();
+        peers[p] = Some(s);
+    }
+    for _ in 0..me {
+        let (mut s, _) = l.accept().unwrap();
+        let mut who = [0u8];
+        s.read_exact(&mut who).unwrap();
+        peers[who[0] as usize] = Some(s);
+    }
+    for s in peers.iter().flatten() {
+        setup(s, &a.cc, a.buf);
+        s.set_nonblocking(true).unwrap();
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let yield_idle = n > cores;
+    let elems = a.size / 4;
+    let mine = vec![(me + 1) as f32; elems];
+    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; elems * 4]).collect();
+    let mut out = vec![0f32; elems];
+    let bytes: &[u8] = bytemuck_bytes(&mine);
+    let one = |peers: &mut Vec<Option<TcpStream>>, bufs: &mut Vec<Vec<u8>>, out: &mut [f32]| {
+        let (mut sent, mut got) = (vec![0usize; n], vec![0usize; n]);
+        let mut left = 2 * (n - 1);
+        while left > 0 {
+            let mut moved = false;
+            for (p, s) in peers.iter_mut().enumerate() {
+                let Some(s) = s else { continue };
+                if sent[p] < bytes.len() {
+                    match s.write(&bytes[sent[p]..]) {
+                        Ok(k) => {
+                            sent[p] += k;
+                            moved = true;
+                            left -= usize::from(sent[p] == bytes.len());
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+                if got[p] < bytes.len() {
+                    match s.read(&mut bufs[p][got[p]..]) {
+                        Ok(0) => panic!("peer closed"),
+                        Ok(k) => {
+                            got[p] += k;
+                            moved = true;
+                            left -= usize::from(got[p] == bytes.len());
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("read: {e}"),
+                    }
+                }
+            }
+            if !moved {
+                if yield_idle {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        // Rank order: x0 + x1 + ... (this process's own buffer at its place).
+        for (p, b) in bufs.iter().enumerate() {
+            let src: &[u8] = if p == me { bytes } else { b };
+            for (o, c) in out.iter_mut().zip(src.chunks_exact(4)) {
+                let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                *o = if p == 0 { v } else { *o + v };
+            }
+        }
+    };
+    for _ in 0..20 {
+        one(&mut peers, &mut bufs, &mut out);
+    }
+    // Everyone runs the same number of operations: process 0 decides it from a
+    // timed warm-up and tells the others.
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        one(&mut peers, &mut bufs, &mut out);
+    }
+    let per = t0.elapsed().as_secs_f64() / 20.0;
+    let mut count = (((a.n / per) as u64).max(10)).to_le_bytes();
+    if me == 0 {
+        for s in peers.iter_mut().flatten() {
+            write_exact(s, &count);
+        }
+    } else {
+        read_exact(peers[0].as_mut().unwrap(), &mut count);
+    }
+    let iters = u64::from_le_bytes(count);
+    let want = (n * (n + 1) / 2) as f32;
+    assert!(out.iter().all(|&v| v == want), "wrong sum");
+    let start = Instant::now();
+    for _ in 0..iters {
+        one(&mut peers, &mut bufs, &mut out);
+    }
+    let t = start.elapsed().as_secs_f64() / iters as f64;
+    assert!(out.iter().all(|&v| v == want), "wrong sum");
+    if me == 0 {
+        println!(
+            "allreduce {} B, {n} processes: {:.2} us per all_reduce, busbw {:.2} GB/s ({iters} lock-step one-hop all_reduces; plain sockets, no library)",
+            a.size,
+            t * 1e6,
+            2.0 * (n - 1) as f64 / n as f64 * a.size as f64 / t / 1e9
+        );
+    }
+}
+
+fn bytemuck_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern may be read as u8; the slice
+    // covers exactly the vector's initialised elements.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
 /// `ring-poll`: one thread writes `total` bytes to `w` and reads as many from `r`,
