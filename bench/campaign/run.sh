@@ -3,12 +3,13 @@
 #
 #   bench/campaign/run.sh [REPEATS]        # default 3
 #
-# Each repeat runs the peers' suite once (../shared/peers/run_all.sh, REPEATS=1)
-# and then tutti's all_reduce (float32 sum) in the same four configurations:
-# shm and tcp, 2 and 4 ranks. Results land in $OUT (default
+# Each repeat runs the peers' suite once (../shared/peers/run_all.sh, REPEATS=1, one
+# configuration of $PEER_CFGS at a time, each after the host has settled, as tutti's
+# runs are) and then tutti's all_reduce (float32 sum) in the same four
+# configurations: shm and tcp, 2 and 4 ranks. Results land in $OUT (default
 # bench/campaign/out-<date>); summarize.py turns them into the side-by-side table.
-# CONFIGS="shm-2 shm-4" limits tutti's configurations and ONLY='openmpi-shm|mpich-shm'
-# the peers' (run_all.sh's regex).
+# CONFIGS="shm-2 shm-4" limits tutti's configurations and PEER_CFGS="openmpi-shm-2
+# mpich-shm-2" the peers' (names of run_all.sh's results).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -19,6 +20,7 @@ mkdir -p "$OUT"
 # Absolute: the peers' script runs in its own directory.
 OUT=$(cd "$OUT" && pwd)
 bench=$root/target/release/tutti-bench
+PEER_CFGS=${PEER_CFGS:-memband-dram-2 openmpi-shm-2 openmpi-tcp-2 openmpi-shm-4 openmpi-tcp-4 mpich-shm-2 mpich-tcp-2 mpich-shm-4 mpich-tcp-4 gloo-tcp-2 gloo-tcp-4}
 (cd "$root" && cargo build --release -q -p tutti-bench)
 
 log() { printf '[campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -49,11 +51,15 @@ tutti_cfg() { # name transport nranks
 }
 
 for REP in $(seq 1 "$REPEATS"); do
-    log "peers rep $REP"
-    settle
-    echo "peers rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
-    RES="$OUT/peers-rep$REP" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >"$OUT/peers-rep$REP.log" 2>&1 || log "peers rep $REP failed (see log)"
-    echo "peers rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
+    # One peer configuration at a time, each started once the host has settled (a
+    # single call for all of them let a slow spell take several).
+    for cfg in $PEER_CFGS; do
+        log "peers $cfg rep $REP"
+        settle
+        echo "peers $cfg rep $REP before: $(probe_line)" >>"$OUT/probe.txt"
+        RES="$OUT/peers-rep$REP" ONLY="^$cfg\$" SKIP_INSTALL=1 REPEATS=1 bash "$peers/run_all.sh" >>"$OUT/peers-rep$REP.log" 2>&1 || log "peers $cfg rep $REP failed (see log)"
+        echo "peers $cfg rep $REP after: $(probe_line)" >>"$OUT/probe.txt"
+    done
     for cfg in ${CONFIGS:-shm-2 shm-4 tcp-2 tcp-4}; do
         tutti_cfg "$cfg" "${cfg%-*}" "${cfg#*-}"
     done
