@@ -109,7 +109,8 @@ pub struct Cli {
     #[arg(short = 'n', long = "iters", default_value_t = 20)]
     pub iters: u32,
 
-    /// Warm-up iterations (at the largest and the smallest size).
+    /// Warm-up iterations (at the largest and the smallest size; then the smallest
+    /// size runs on until 200 ms of warm-up have passed; 0: no warm-up).
     #[arg(
         short = 'w',
         long = "warmup_iters",

@@ -2,7 +2,8 @@
 //! of a job (`tutti run`, torchrun, Slurm, mpirun), and timing each size as
 //! nccl-tests does.
 //!
-//! Per collective: warm-up at the largest then the smallest size; then per size,
+//! Per collective: warm-up at the largest then the smallest size (`-w` each, then the
+//! smallest until 200 ms have passed, [`WARMUP_FLOOR`]); then per size,
 //! out of place and in place: (with `-c`) fill the inputs, one untimed run, a
 //! barrier, `-n` timed runs (with `-z`, a barrier after each), the time per run
 //! combined across ranks (`-a`), then (with `-c`) `-c` checked runs on fresh data
@@ -27,6 +28,16 @@ use crate::device::{DeviceBuffers, Gpu};
 use crate::output::{Config, Measure, Report, Row, Run};
 use crate::progress::Progress;
 use crate::{compare, plot, table};
+
+/// The least warm-up before the first timed size, on top of `-w` iterations at the
+/// largest and the smallest size. CPU ranks start wherever the scheduler put them and
+/// run slower for their first tens of milliseconds, until it has spread them over
+/// the cores: a 64 KiB shm all_reduce with 2 ranks measured 1.2-6.0 GB/s right after
+/// 20 warm-up operations and 5.4-6.8 after 2000 (bench/RESULTS.md). The peers'
+/// harnesses time each size for a fixed duration after their own warm-up.
+const WARMUP_FLOOR: Duration = Duration::from_millis(200);
+/// Operations between two checks of the warm-up time.
+const WARMUP_BATCH: u32 = 16;
 
 /// Set in the environment of the ranks that `--nranks` starts.
 pub const CHILD_ENV: &str = "TUTTI_BENCH_CHILD";
@@ -218,6 +229,13 @@ impl Bench<'_> {
         Ok(v[0])
     }
 
+    /// The largest of the ranks' `secs`.
+    fn slowest(&self, secs: f64) -> tutti::Result<f64> {
+        let mut v = [secs];
+        self.pg.all_reduce(&mut v, ReduceOp::Max)?;
+        Ok(v[0])
+    }
+
     fn sum_u64(&self, x: u64) -> tutti::Result<u64> {
         let mut v = [x];
         self.pg.all_reduce(&mut v, ReduceOp::Sum)?;
@@ -339,12 +357,24 @@ impl Bench<'_> {
             table::column_header()
         ));
         self.progress.set(format!("{} warm-up", coll.name()));
+        let started = Instant::now();
         for l in [layouts.last(), layouts.first()].into_iter().flatten() {
             for _ in 0..cli.warmup_iters {
                 self.run_once(&s, l, false, &mut b)?;
             }
         }
         self.sync()?;
+        // Then the smallest size until every rank has warmed up for WARMUP_FLOOR (the
+        // ranks agree after each batch, so they run the same operations); `-w 0`
+        // means no warm-up at all.
+        if let Some(l) = layouts.first().filter(|_| cli.warmup_iters > 0) {
+            while self.slowest(started.elapsed().as_secs_f64())? < WARMUP_FLOOR.as_secs_f64() {
+                for _ in 0..WARMUP_BATCH {
+                    self.run_once(&s, l, false, &mut b)?;
+                }
+                self.sync()?;
+            }
+        }
         let mut rows = Vec::new();
         for l in &layouts {
             let size = crate::sizes::format_size(l.bytes as usize);
