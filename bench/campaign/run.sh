@@ -2,6 +2,7 @@
 # bench/campaign/run.sh - tutti vs the peers (Open MPI, MPICH, Gloo), interleaved.
 #
 #   bench/campaign/run.sh [REPEATS]        # default 3
+#   OUT=dir FIRST=4 bench/campaign/run.sh 2   # two more repeats into the same dir
 #
 # Each repeat runs the peers' suite once (../shared/peers/run_all.sh, REPEATS=1, one
 # configuration of $PEER_CFGS at a time, each after the host has settled, as tutti's
@@ -50,7 +51,8 @@ tutti_cfg() { # name transport nranks
     } >"$f" 2>&1
 }
 
-for REP in $(seq 1 "$REPEATS"); do
+FIRST=${FIRST:-1}
+for REP in $(seq "$FIRST" $((FIRST + REPEATS - 1))); do
     # One peer configuration at a time, each started once the host has settled (a
     # single call for all of them let a slow spell take several).
     for cfg in $PEER_CFGS; do
