@@ -330,6 +330,20 @@ fn check_matrix<T: Ref>(seed: u64) {
                 let got: Vec<T> = bytemuck::pod_collect_to_vec(&obuf[5..]);
                 let want_ba: Vec<T> = b.iter().zip(&a).map(|(x, y)| T::step(op, *x, *y)).collect();
                 assert_same(&format!("{what} misaligned out-of-place"), &got, &want_ba);
+
+                // `dst = src op dst` (the incoming contribution first), aligned and
+                // through the staged path: the same bits as `reduce(dst, src, dst)`.
+                let mut after = a.clone();
+                r.reduce_inplace_after(
+                    bytemuck::cast_slice_mut(&mut after),
+                    bytemuck::cast_slice(&b),
+                )
+                .unwrap();
+                assert_same(&format!("{what} in-place after"), &after, &want_ba);
+                dbuf[1..].copy_from_slice(bytemuck::cast_slice(&a));
+                r.reduce_inplace_after(&mut dbuf[1..], &sbuf[3..]).unwrap();
+                let got: Vec<T> = bytemuck::pod_collect_to_vec(&dbuf[1..]);
+                assert_same(&format!("{what} misaligned in-place after"), &got, &want_ba);
             }
         }
         // A world of n ranks: fold the steps in rank order, then finalize.

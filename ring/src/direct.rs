@@ -20,8 +20,9 @@ pub fn all_reduce_direct(
 
 /// [`all_reduce_direct`] out of place when `input` is given: sends `input` and folds
 /// the ranks' buffers straight into `out` (rank 0's first), with no buffer of its
-/// own. In place (`input` `None`), rank 0 folds into `buf` directly; the other ranks
-/// keep a copy of their own contribution, which comes after rank 0's in the order.
+/// own. In place (`input` `None`), ranks 0 and 1 fold around their bytes in `out`
+/// (rank 1 folds rank 0's in before its own); later ranks keep a copy of their own
+/// contribution, which comes after the earlier ranks' in the order.
 pub fn all_reduce_direct_into(
     ring: &mut Schedule<'_>,
     input: Option<&[u8]>,
@@ -52,42 +53,85 @@ pub fn all_reduce_direct_into(
         let (tx, _) = ring.links.pair(to, to)?;
         ops::send(tx, input.unwrap_or(out), chunk, dl)?;
     }
-    // Two ranks out of place: one pass, `x0 op x1` from the input and the message.
-    if let (2, Some(i)) = (n, input) {
-        let peer = 1 - me;
-        let (_, rx) = ring.links.pair(peer, peer)?;
-        return ops::recv_reduce_into(rx, i, out, me == 0, reducer, dl);
-    }
-    // In place, a rank other than 0 needs its own bytes after rank 0's have landed in
-    // `out`: small ones on the stack (no allocation on the latency path).
-    let mut stack = [0u8; 1024];
-    let mut heap = Vec::new();
-    let own: Option<&[u8]> = match input {
-        Some(i) => Some(i),
-        None if me == 0 => None,
-        None if out.len() <= stack.len() => {
+    // Where this rank's own contribution lies while the others' are folded into
+    // `out`: in place, ranks 0 and 1 fold around it (rank 1 folds rank 0's in before
+    // it); a later rank keeps a copy, on the stack when small, else in this thread's
+    // scratch buffer (no allocation per call).
+    match input {
+        Some(i) => fold(ring, Own::Apart(i), out, reducer),
+        None if me <= 1 => fold(ring, Own::InOut, out, reducer),
+        None if out.len() <= STACK_COPY => {
+            let mut stack = [0u8; STACK_COPY];
             stack[..out.len()].copy_from_slice(out);
-            Some(&stack[..out.len()])
+            fold(ring, Own::Apart(&stack[..out.len()]), out, reducer)
         }
-        None => {
-            heap.extend_from_slice(out);
-            Some(&heap)
+        None => KEPT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut kept) => {
+                kept.clear();
+                kept.extend_from_slice(out);
+                fold(ring, Own::Apart(&kept), out, reducer)
+            }
+            // Already in use on this thread (a reducer that runs a collective): a
+            // buffer of this call's own.
+            Err(_) => {
+                let kept = out.to_vec();
+                fold(ring, Own::Apart(&kept), out, reducer)
+            }
+        }),
+    }
+}
+
+/// In-place contributions up to this size are kept on the stack.
+const STACK_COPY: usize = 1024;
+
+thread_local! {
+    /// The own contribution of an in-place direct all_reduce on rank 2 or later,
+    /// larger than [`STACK_COPY`], kept while the earlier ranks' are folded into the
+    /// buffer. At most one message of a link (the direct all_reduce's limit); reused
+    /// by every call on this thread instead of allocated per call.
+    static KEPT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where a rank's own contribution lies during the fold.
+#[derive(Clone, Copy)]
+enum Own<'a> {
+    /// Already in `out` (in place, ranks 0 and 1).
+    InOut,
+    /// Apart from `out`: the input, or a kept copy.
+    Apart(&'a [u8]),
+}
+
+/// Folds every rank's buffer into `out` in rank order (`x0 op x1 op ...`) once the
+/// sends are posted: this rank's own contribution is `own`, the others arrive on the
+/// links. The first step, `x0 op x1`, is one pass on ranks 0 and 1 (from the input
+/// and the message, or around the bytes already in `out`).
+fn fold(
+    ring: &mut Schedule<'_>,
+    own: Own<'_>,
+    out: &mut [u8],
+    reducer: &dyn ByteReducer,
+) -> Result<()> {
+    let (n, me, dl) = (ring.size, ring.rank, ring.deadline);
+    let mut first = 0;
+    if me <= 1 {
+        let other = 1 - me;
+        let (_, rx) = ring.links.pair(other, other)?;
+        match (own, me) {
+            (Own::Apart(o), _) => ops::recv_reduce_into(rx, o, out, me == 0, reducer, dl)?,
+            (Own::InOut, 0) => ops::recv_reduce(rx, out, reducer, dl)?,
+            (Own::InOut, _) => ops::recv_reduce_after(rx, out, reducer, dl)?,
         }
-    };
-    for p in 0..n {
+        first = 2;
+    }
+    for p in first..n {
         if p == me {
-            match (p, own) {
-                // In place on rank 0: `out` already holds this rank's bytes.
-                (_, None) => {}
-                (0, Some(o)) => out.copy_from_slice(o),
-                (_, Some(o)) => {
-                    reducer
-                        .reduce_inplace(out, o)
-                        .map_err(|source| TransportError::Reduce {
-                            peer: format!("rank {me} (local)"),
-                            source,
-                        })?
-                }
+            if let Own::Apart(o) = own {
+                reducer
+                    .reduce_inplace(out, o)
+                    .map_err(|source| TransportError::Reduce {
+                        peer: format!("rank {me} (local)"),
+                        source,
+                    })?;
             }
             continue;
         }

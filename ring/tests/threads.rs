@@ -208,6 +208,11 @@ fn direct_all_reduce_in_place_and_out_of_place_fold_in_rank_order() {
                     let add = AddF32 { divide_by: 1.0 };
                     let mine = &ins[ring.rank];
                     if in_place {
+                        // A larger call first: the kept copy of this rank's
+                        // contribution (reused per thread) must not leak into the
+                        // next, smaller one.
+                        let mut big = random_f32_bytes(1024, 7);
+                        tutti_ring::all_reduce_direct(ring, &mut big, &add).unwrap();
                         let mut b = mine.clone();
                         tutti_ring::all_reduce_direct(ring, &mut b, &add).unwrap();
                         b
@@ -223,6 +228,44 @@ fn direct_all_reduce_in_place_and_out_of_place_fold_in_rank_order() {
                     assert_eq!(
                         o, &want,
                         "direct all_reduce n={n} count={count} in_place={in_place} rank={r}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn direct_all_reduce_keeps_every_operand_in_rank_order() {
+    use tutti_testkit::{Ordered, fold, random_bytes};
+    // `31 a + b`: any step folded out of order or with its operands swapped shows.
+    for n in 2..=5 {
+        for count in [1, 300, 1024] {
+            let inputs: Arc<Vec<Vec<u8>>> = Arc::new(
+                (0..n)
+                    .map(|r| random_bytes(count * 4, (n * 17 + r) as u64))
+                    .collect(),
+            );
+            let want = fold(&Ordered, &inputs);
+            for in_place in [true, false] {
+                let ins = inputs.clone();
+                let outs = run(n, 4096, move |ring| {
+                    let mine = &ins[ring.rank];
+                    if in_place {
+                        let mut b = mine.clone();
+                        tutti_ring::all_reduce_direct(ring, &mut b, &Ordered).unwrap();
+                        b
+                    } else {
+                        let mut out = vec![0xa5u8; mine.len()];
+                        tutti_ring::all_reduce_direct_into(ring, Some(mine), &mut out, &Ordered)
+                            .unwrap();
+                        out
+                    }
+                });
+                for (r, o) in outs.iter().enumerate() {
+                    assert_eq!(
+                        o, &want,
+                        "direct all_reduce (ordered op) n={n} count={count} in_place={in_place} rank={r}"
                     );
                 }
             }

@@ -94,6 +94,15 @@ impl Reducer {
         Ok(())
     }
 
+    /// `dst = src op dst` (`src` first in the fold), element-wise over whole
+    /// elements of the dtype.
+    pub fn reduce_inplace_after(&self, dst: &mut [u8], src: &[u8]) -> Result<()> {
+        self.whole_elements("reduce_inplace_after: dst", dst.len())?;
+        same_len("reduce_inplace_after: src", dst.len(), src.len())?;
+        dispatch(self.dtype, self.op, Args::InPlaceAfter { dst, src });
+        Ok(())
+    }
+
     /// `dst = a op b`, element-wise over whole elements of the dtype.
     pub fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<()> {
         self.whole_elements("reduce: dst", dst.len())?;
@@ -147,6 +156,13 @@ impl tutti_transport::ByteReducer for Reducer {
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), ReduceError> {
         Reducer::reduce(self, dst, a, b).map_err(reduce_error)
     }
+    fn reduce_inplace_after(
+        &self,
+        dst: &mut [u8],
+        src: &[u8],
+    ) -> std::result::Result<(), ReduceError> {
+        Reducer::reduce_inplace_after(self, dst, src).map_err(reduce_error)
+    }
 }
 
 /// The kernels' typed error as the transports' [`ReduceError`]: length and element
@@ -182,6 +198,11 @@ fn same_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
 /// The buffers of one kernel call, as bytes of whole elements.
 enum Args<'a> {
     InPlace {
+        dst: &'a mut [u8],
+        src: &'a [u8],
+    },
+    /// `dst = src op dst`.
+    InPlaceAfter {
         dst: &'a mut [u8],
         src: &'a [u8],
     },
@@ -313,6 +334,26 @@ fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
                 d.copy_from_slice(&bd.0[..n]);
             }
         }
+        Args::InPlaceAfter { dst, src } => {
+            if aligned::<T>(dst) && aligned::<T>(src) {
+                simd::run(InPlaceAfter::<T, C>::new(
+                    bytemuck::cast_slice_mut(dst),
+                    bytemuck::cast_slice(src),
+                ));
+                return;
+            }
+            let (mut bd, mut bs) = (Block::new(), Block::new());
+            for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
+                let n = d.len();
+                bd.0[..n].copy_from_slice(d);
+                bs.0[..n].copy_from_slice(s);
+                simd::run(InPlaceAfter::<T, C>::new(
+                    bytemuck::cast_slice_mut(&mut bd.0[..n]),
+                    bytemuck::cast_slice(&bs.0[..n]),
+                ));
+                d.copy_from_slice(&bd.0[..n]);
+            }
+        }
         Args::OutOfPlace { dst, a, b } => {
             if aligned::<T>(dst) && aligned::<T>(a) && aligned::<T>(b) {
                 simd::run(OutOfPlace::<T, C>::new(
@@ -382,6 +423,32 @@ impl<T: Copy, C: Combine<T>> Kernel for InPlace<'_, T, C> {
     fn run(self) {
         for (d, s) in self.dst.iter_mut().zip(self.src) {
             *d = C::combine(*d, *s);
+        }
+    }
+}
+
+/// `dst = src op dst`.
+struct InPlaceAfter<'a, T, C> {
+    dst: &'a mut [T],
+    src: &'a [T],
+    _op: PhantomData<C>,
+}
+
+impl<'a, T, C> InPlaceAfter<'a, T, C> {
+    fn new(dst: &'a mut [T], src: &'a [T]) -> Self {
+        InPlaceAfter {
+            dst,
+            src,
+            _op: PhantomData,
+        }
+    }
+}
+
+impl<T: Copy, C: Combine<T>> Kernel for InPlaceAfter<'_, T, C> {
+    #[inline(always)]
+    fn run(self) {
+        for (d, s) in self.dst.iter_mut().zip(self.src) {
+            *d = C::combine(*s, *d);
         }
     }
 }

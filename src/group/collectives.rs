@@ -46,6 +46,13 @@ impl ByteReducer for HostReducer {
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> std::result::Result<(), ReduceError> {
         ByteReducer::reduce(&self.reducer, dst, a, b)
     }
+    fn reduce_inplace_after(
+        &self,
+        dst: &mut [u8],
+        src: &[u8],
+    ) -> std::result::Result<(), ReduceError> {
+        ByteReducer::reduce_inplace_after(&self.reducer, dst, src)
+    }
     fn finalize(&self, dst: &mut [u8]) -> std::result::Result<(), ReduceError> {
         self.reducer
             .finalize(dst, self.size)

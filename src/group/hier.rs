@@ -48,6 +48,9 @@ impl ByteReducer for Partial<'_> {
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
         self.0.reduce(dst, a, b)
     }
+    fn reduce_inplace_after(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        self.0.reduce_inplace_after(dst, src)
+    }
     fn finalize(&self, _dst: &mut [u8]) -> Result<(), ReduceError> {
         Ok(())
     }

@@ -52,6 +52,31 @@ impl ByteReducer for AddU32 {
     }
 }
 
+/// An order-sensitive u32 step, `a op b = 31 a + b` (wrapping): neither commutative
+/// nor associative, so a schedule that folds in any order but rank order, or swaps
+/// the operands of one step, gives other values.
+pub struct Ordered;
+
+impl ByteReducer for Ordered {
+    fn element_size(&self) -> usize {
+        4
+    }
+    fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        check_lengths(dst, src)?;
+        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+            let v = u32::from_ne_bytes(d.try_into().unwrap())
+                .wrapping_mul(31)
+                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+        Ok(())
+    }
+    fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
+        dst.copy_from_slice(a);
+        self.reduce_inplace(dst, b)
+    }
+}
+
 /// f32 addition, folded exactly as written (for bit-exactness tests), with an
 /// optional final division (Avg).
 pub struct AddF32 {

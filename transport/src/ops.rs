@@ -1,6 +1,7 @@
 //! The primitives collectives are built from (NCCL's names), over link halves:
 //! [`send`], [`recv`], [`recv_reduce`] (and its out-of-place form
-//! [`recv_reduce_into`]), [`recv_reduce_send`],
+//! [`recv_reduce_into`], and [`recv_reduce_after`] with the incoming bytes first),
+//! [`recv_reduce_send`],
 //! [`recv_reduce_copy_send`] (and its out-of-place form
 //! [`recv_reduce_copy_send_into`]) and [`recv_copy_send`].
 //!
@@ -121,16 +122,42 @@ pub fn recv_reduce(
     reducer: &dyn ByteReducer,
     deadline: Deadline,
 ) -> Result<()> {
+    recv_fold(rx, dst, reducer.element_size(), deadline, |d, inc| {
+        reducer.reduce_inplace(d, inc)
+    })
+}
+
+/// Receives `dst.len()` bytes and folds them in before `dst`: `dst = incoming op dst`
+/// (the sender's contribution comes first in the order the ranks fold), straight out
+/// of the link's buffer.
+pub fn recv_reduce_after(
+    rx: &mut dyn RecvHalf,
+    dst: &mut [u8],
+    reducer: &dyn ByteReducer,
+    deadline: Deadline,
+) -> Result<()> {
+    recv_fold(rx, dst, reducer.element_size(), deadline, |d, inc| {
+        reducer.reduce_inplace_after(d, inc)
+    })
+}
+
+/// Receives `dst.len()` bytes of `elem`-byte elements and applies `f(piece of dst,
+/// incoming)` to each piece as it arrives.
+fn recv_fold(
+    rx: &mut dyn RecvHalf,
+    dst: &mut [u8],
+    elem: usize,
+    deadline: Deadline,
+    f: impl Fn(&mut [u8], &[u8]) -> Result<(), ReduceError>,
+) -> Result<()> {
     let mut off = 0;
     let mut stage = Vec::new();
     while off < dst.len() {
         let room = dst.len() - off;
         let d = &mut dst[off..];
         off += consume(rx, room, deadline, |msg, n| {
-            pieces(msg, n, reducer.element_size(), &mut stage, |o, inc| {
-                reducer
-                    .reduce_inplace(&mut d[o..o + inc.len()], inc)
-                    .map_err(Fault::Reduce)
+            pieces(msg, n, elem, &mut stage, |o, inc| {
+                f(&mut d[o..o + inc.len()], inc).map_err(Fault::Reduce)
             })
         })?;
     }

@@ -14,6 +14,14 @@ pub trait ByteReducer: Send + Sync {
     /// `dst = a op b`.
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError>;
 
+    /// `dst = src op dst`: [`reduce_inplace`](Self::reduce_inplace) with `src` first
+    /// in the fold (a rank's own contribution in `dst` folded after an earlier
+    /// rank's). The default goes through a copy of `dst`; kernels override it.
+    fn reduce_inplace_after(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
+        let own = dst.to_vec();
+        self.reduce(dst, src, &own)
+    }
+
     /// The op's final step on fully reduced data (Avg's division by the number of
     /// ranks, PreMulSum's scaling); nothing for most ops.
     fn finalize(&self, dst: &mut [u8]) -> Result<(), ReduceError> {
