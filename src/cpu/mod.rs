@@ -314,46 +314,8 @@ fn aligned<T>(bytes: &[u8]) -> bool {
 
 fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
     match args {
-        Args::InPlace { dst, src } => {
-            if aligned::<T>(dst) && aligned::<T>(src) {
-                simd::run(InPlace::<T, C>::new(
-                    bytemuck::cast_slice_mut(dst),
-                    bytemuck::cast_slice(src),
-                ));
-                return;
-            }
-            let (mut bd, mut bs) = (Block::new(), Block::new());
-            for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
-                let n = d.len();
-                bd.0[..n].copy_from_slice(d);
-                bs.0[..n].copy_from_slice(s);
-                simd::run(InPlace::<T, C>::new(
-                    bytemuck::cast_slice_mut(&mut bd.0[..n]),
-                    bytemuck::cast_slice(&bs.0[..n]),
-                ));
-                d.copy_from_slice(&bd.0[..n]);
-            }
-        }
-        Args::InPlaceAfter { dst, src } => {
-            if aligned::<T>(dst) && aligned::<T>(src) {
-                simd::run(InPlaceAfter::<T, C>::new(
-                    bytemuck::cast_slice_mut(dst),
-                    bytemuck::cast_slice(src),
-                ));
-                return;
-            }
-            let (mut bd, mut bs) = (Block::new(), Block::new());
-            for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
-                let n = d.len();
-                bd.0[..n].copy_from_slice(d);
-                bs.0[..n].copy_from_slice(s);
-                simd::run(InPlaceAfter::<T, C>::new(
-                    bytemuck::cast_slice_mut(&mut bd.0[..n]),
-                    bytemuck::cast_slice(&bs.0[..n]),
-                ));
-                d.copy_from_slice(&bd.0[..n]);
-            }
-        }
+        Args::InPlace { dst, src } => in_place::<T, C, false>(dst, src),
+        Args::InPlaceAfter { dst, src } => in_place::<T, C, true>(dst, src),
         Args::OutOfPlace { dst, a, b } => {
             if aligned::<T>(dst) && aligned::<T>(a) && aligned::<T>(b) {
                 simd::run(OutOfPlace::<T, C>::new(
@@ -372,7 +334,7 @@ fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
                 let n = d.len();
                 bd.0[..n].copy_from_slice(x);
                 bs.0[..n].copy_from_slice(y);
-                simd::run(InPlace::<T, C>::new(
+                simd::run(InPlace::<T, C, false>::new(
                     bytemuck::cast_slice_mut(&mut bd.0[..n]),
                     bytemuck::cast_slice(&bs.0[..n]),
                 ));
@@ -383,6 +345,29 @@ fn run<T: Pod + Scale, C: Combine<T>>(args: Args<'_>) {
         Args::MulScalar { buf, s } => {
             for_each_aligned::<T>(buf, |v| simd::run(MulScalar { buf: v, s }))
         }
+    }
+}
+
+/// `dst op= src` (`dst = src op dst` when `AFTER`): on the slices themselves when
+/// both are aligned for `T`, else block by block through aligned copies.
+fn in_place<T: Pod, C: Combine<T>, const AFTER: bool>(dst: &mut [u8], src: &[u8]) {
+    if aligned::<T>(dst) && aligned::<T>(src) {
+        simd::run(InPlace::<T, C, AFTER>::new(
+            bytemuck::cast_slice_mut(dst),
+            bytemuck::cast_slice(src),
+        ));
+        return;
+    }
+    let (mut bd, mut bs) = (Block::new(), Block::new());
+    for (d, s) in dst.chunks_mut(BLOCK).zip(src.chunks(BLOCK)) {
+        let n = d.len();
+        bd.0[..n].copy_from_slice(d);
+        bs.0[..n].copy_from_slice(s);
+        simd::run(InPlace::<T, C, AFTER>::new(
+            bytemuck::cast_slice_mut(&mut bd.0[..n]),
+            bytemuck::cast_slice(&bs.0[..n]),
+        ));
+        d.copy_from_slice(&bd.0[..n]);
     }
 }
 
@@ -402,13 +387,14 @@ fn for_each_aligned<T: Pod>(buf: &mut [u8], mut f: impl FnMut(&mut [T])) {
     }
 }
 
-struct InPlace<'a, T, C> {
+/// `dst op= src`, or `dst = src op dst` when `AFTER` (the incoming operand first).
+struct InPlace<'a, T, C, const AFTER: bool> {
     dst: &'a mut [T],
     src: &'a [T],
     _op: PhantomData<C>,
 }
 
-impl<'a, T, C> InPlace<'a, T, C> {
+impl<'a, T, C, const AFTER: bool> InPlace<'a, T, C, AFTER> {
     fn new(dst: &'a mut [T], src: &'a [T]) -> Self {
         InPlace {
             dst,
@@ -418,37 +404,15 @@ impl<'a, T, C> InPlace<'a, T, C> {
     }
 }
 
-impl<T: Copy, C: Combine<T>> Kernel for InPlace<'_, T, C> {
+impl<T: Copy, C: Combine<T>, const AFTER: bool> Kernel for InPlace<'_, T, C, AFTER> {
     #[inline(always)]
     fn run(self) {
         for (d, s) in self.dst.iter_mut().zip(self.src) {
-            *d = C::combine(*d, *s);
-        }
-    }
-}
-
-/// `dst = src op dst`.
-struct InPlaceAfter<'a, T, C> {
-    dst: &'a mut [T],
-    src: &'a [T],
-    _op: PhantomData<C>,
-}
-
-impl<'a, T, C> InPlaceAfter<'a, T, C> {
-    fn new(dst: &'a mut [T], src: &'a [T]) -> Self {
-        InPlaceAfter {
-            dst,
-            src,
-            _op: PhantomData,
-        }
-    }
-}
-
-impl<T: Copy, C: Combine<T>> Kernel for InPlaceAfter<'_, T, C> {
-    #[inline(always)]
-    fn run(self) {
-        for (d, s) in self.dst.iter_mut().zip(self.src) {
-            *d = C::combine(*s, *d);
+            *d = if AFTER {
+                C::combine(*s, *d)
+            } else {
+                C::combine(*d, *s)
+            };
         }
     }
 }

@@ -30,6 +30,19 @@ fn check_lengths(dst: &[u8], src: &[u8]) -> Result<(), ReduceError> {
     Ok(())
 }
 
+/// `dst[i] = step(dst[i], src[i])` over native-endian u32 elements.
+fn fold_u32(dst: &mut [u8], src: &[u8], step: impl Fn(u32, u32) -> u32) -> Result<(), ReduceError> {
+    check_lengths(dst, src)?;
+    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+        let v = step(
+            u32::from_ne_bytes(d.try_into().unwrap()),
+            u32::from_ne_bytes(s.try_into().unwrap()),
+        );
+        d.copy_from_slice(&v.to_ne_bytes());
+    }
+    Ok(())
+}
+
 /// Wrapping u32 addition (the reducer tutti passes for u32 Sum).
 pub struct AddU32;
 
@@ -38,13 +51,7 @@ impl ByteReducer for AddU32 {
         4
     }
     fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
-        check_lengths(dst, src)?;
-        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-            let v = u32::from_ne_bytes(d.try_into().unwrap())
-                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
-            d.copy_from_slice(&v.to_ne_bytes());
-        }
-        Ok(())
+        fold_u32(dst, src, u32::wrapping_add)
     }
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
         dst.copy_from_slice(a);
@@ -62,14 +69,7 @@ impl ByteReducer for Ordered {
         4
     }
     fn reduce_inplace(&self, dst: &mut [u8], src: &[u8]) -> Result<(), ReduceError> {
-        check_lengths(dst, src)?;
-        for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
-            let v = u32::from_ne_bytes(d.try_into().unwrap())
-                .wrapping_mul(31)
-                .wrapping_add(u32::from_ne_bytes(s.try_into().unwrap()));
-            d.copy_from_slice(&v.to_ne_bytes());
-        }
-        Ok(())
+        fold_u32(dst, src, |a, b| a.wrapping_mul(31).wrapping_add(b))
     }
     fn reduce(&self, dst: &mut [u8], a: &[u8], b: &[u8]) -> Result<(), ReduceError> {
         dst.copy_from_slice(a);
