@@ -3,7 +3,7 @@
 //! nccl-tests does.
 //!
 //! Per collective: warm-up at the largest then the smallest size (`-w` each, then the
-//! smallest until 200 ms have passed, [`WARMUP_FLOOR`]); then per size,
+//! smallest until the rank has run 200 ms, [`WARMUP_FLOOR`]); then per size,
 //! out of place and in place: (with `-c`) fill the inputs, one untimed run, a
 //! barrier, `-n` timed runs (with `-z`, a barrier after each), the time per run
 //! combined across ranks (`-a`), then (with `-c`) `-c` checked runs on fresh data
@@ -29,8 +29,8 @@ use crate::output::{Config, Measure, Report, Row, Run};
 use crate::progress::Progress;
 use crate::{compare, plot, table};
 
-/// The least warm-up before the first timed size, on top of `-w` iterations at the
-/// largest and the smallest size. CPU ranks start wherever the scheduler put them and
+/// The least time a rank runs before its first timed size, on top of `-w` iterations
+/// at the largest and the smallest size of each collective. CPU ranks start wherever the scheduler put them and
 /// run slower for their first tens of milliseconds, until it has spread them over
 /// the cores: a 64 KiB shm all_reduce with 2 ranks measured 1.2-6.0 GB/s right after
 /// 20 warm-up operations and 5.4-6.8 after 2000 (bench/RESULTS.md). The peers'
@@ -195,6 +195,9 @@ struct Bench<'a> {
     /// With `--device cuda`: this rank's GPU and the device twins of the buffers.
     gpu: Option<Gpu>,
     dbufs: Option<DeviceBuffers>,
+    /// When this rank started: the warm-up floor ([`WARMUP_FLOOR`]) counts from
+    /// here, so it is paid once per process, not once per collective.
+    started: Instant,
 }
 
 impl Bench<'_> {
@@ -357,18 +360,17 @@ impl Bench<'_> {
             table::column_header()
         ));
         self.progress.set(format!("{} warm-up", coll.name()));
-        let started = Instant::now();
         for l in [layouts.last(), layouts.first()].into_iter().flatten() {
             for _ in 0..cli.warmup_iters {
                 self.run_once(&s, l, false, &mut b)?;
             }
         }
         self.sync()?;
-        // Then the smallest size until every rank has warmed up for WARMUP_FLOOR (the
-        // ranks agree after each batch, so they run the same operations); `-w 0`
-        // means no warm-up at all.
+        // Then the smallest size until every rank has run for WARMUP_FLOOR since it
+        // started (the ranks agree after each batch, so they run the same
+        // operations; later collectives find it passed); `-w 0` means no warm-up.
         if let Some(l) = layouts.first().filter(|_| cli.warmup_iters > 0) {
-            while self.slowest(started.elapsed().as_secs_f64())? < WARMUP_FLOOR.as_secs_f64() {
+            while self.slowest(self.started.elapsed().as_secs_f64())? < WARMUP_FLOOR.as_secs_f64() {
                 for _ in 0..WARMUP_BATCH {
                     self.run_once(&s, l, false, &mut b)?;
                 }
@@ -675,6 +677,7 @@ fn worker(cli: &Cli, args: &[OsString]) -> ExitCode {
         algo,
         gpu,
         dbufs: None,
+        started: Instant::now(),
     };
     let result = (|| -> Result<Vec<Run>, String> {
         let device = bench
