@@ -55,16 +55,11 @@ pub fn all_reduce_direct_into(
     }
     // Where this rank's own contribution lies while the others' are folded into
     // `out`: in place, ranks 0 and 1 fold around it (rank 1 folds rank 0's in before
-    // it); a later rank keeps a copy, on the stack when small, else in this thread's
-    // scratch buffer (no allocation per call).
+    // it); a later rank keeps a copy in this thread's scratch buffer (no allocation
+    // per call).
     match input {
         Some(i) => fold(ring, Own::Apart(i), out, reducer),
         None if me <= 1 => fold(ring, Own::InOut, out, reducer),
-        None if out.len() <= STACK_COPY => {
-            let mut stack = [0u8; STACK_COPY];
-            stack[..out.len()].copy_from_slice(out);
-            fold(ring, Own::Apart(&stack[..out.len()]), out, reducer)
-        }
         None => KEPT.with(|cell| match cell.try_borrow_mut() {
             Ok(mut kept) => {
                 kept.clear();
@@ -81,13 +76,9 @@ pub fn all_reduce_direct_into(
     }
 }
 
-/// In-place contributions up to this size are kept on the stack.
-const STACK_COPY: usize = 1024;
-
 thread_local! {
-    /// The own contribution of an in-place direct all_reduce on rank 2 or later,
-    /// larger than [`STACK_COPY`], kept while the earlier ranks' are folded into the
-    /// buffer. At most one message of a link (the direct all_reduce's limit); reused
+    /// The own contribution of an in-place direct all_reduce on rank 2 or later, kept
+    /// while the earlier ranks' are folded into the buffer. At most one message of a link (the direct all_reduce's limit); reused
     /// by every call on this thread instead of allocated per call.
     static KEPT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
