@@ -28,12 +28,9 @@ log() { printf '[campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # shellcheck source=bench/campaign/probe.sh
 source "$here/probe.sh"
+# shellcheck source=bench/campaign/sizes.sh
+source "$here/sizes.sh"
 
-# The 8-byte run warms up for 20000 ops (~80 ms with 4 ranks on 2 cores) before its
-# 20000 timed ones: a fresh launch runs its first tens of milliseconds slower while the
-# scheduler spreads the ranks over the cores (4 ranks: 2.4-3.3 us per op after 20000
-# warm-up ops, 2.7-5.6 after 2000; bench/RESULTS.md), and the peers' harness times its
-# 8-byte latency in processes that have been running for seconds.
 tutti_cfg() { # name transport nranks
     local name=$1 transport=$2 n=$3 f="$OUT/tutti-$1.rep$REP.txt"
     settle
@@ -43,10 +40,7 @@ tutti_cfg() { # name transport nranks
         # The host's cross-core hand-off speed right before and after (the slow state
         # of bench/RESULTS.md shows here as ~2 GB/s instead of ~10).
         echo "# probe before: $(probe_line)"
-        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 20000
-        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 400 -w 20
-        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
-        TUTTI_TRANSPORT=$transport "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
+        tutti_sizes "$n" env TUTTI_TRANSPORT="$transport" "$bench"
         echo "# probe after: $(probe_line)"
     } >"$f" 2>&1
 }

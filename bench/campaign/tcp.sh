@@ -41,6 +41,8 @@ log() { printf '[tcp-campaign %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # shellcheck source=bench/campaign/probe.sh
 source "$here/probe.sh"
+# shellcheck source=bench/campaign/sizes.sh
+source "$here/sizes.sh"
 
 {
     echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) ($(nproc) CPUs, family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs))"
@@ -63,8 +65,7 @@ tcp_counters() {
         awk '!/^#/ {printf "%s=%s ", $1, $2}'
 }
 
-# 8-byte run: 20000 warm-up ops first, as in run.sh (a fresh launch runs slower while
-# the scheduler spreads the ranks; the peers time their latency in warm processes).
+# tutti's sizes and iteration counts: sizes.sh (shared with run.sh).
 tutti_cfg() { # name nranks [ENV=VAL...]
     local name=$1 n=$2 f
     shift 2
@@ -76,10 +77,7 @@ tutti_cfg() { # name nranks [ENV=VAL...]
         echo "# config: tutti-$name $* date=$(date -u +%Y-%m-%dT%H:%M:%SZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "# probe before: $(probe_line)"
         echo "tutti-$name rep $REP before: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
-        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 8 -e 8 -n 20000 -w 20000
-        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64K -e 1M -f 4 -n 1000 -w 50
-        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 4M -e 16M -f 4 -n 40 -w 4
-        env TUTTI_TRANSPORT=tcp "$@" "$bench" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress -b 64M -e 256M -f 4 -n 6 -w 1
+        tutti_sizes "$n" env TUTTI_TRANSPORT=tcp "$@" "$bench"
         echo "tutti-$name rep $REP after: $(tcp_counters)" >>"$OUT/tcp_counters.txt"
         echo "# probe after: $(probe_line)"
     } >"$f" 2>&1
