@@ -4,9 +4,10 @@
 # `tutti_sizes NRANKS COMMAND...` runs `COMMAND... all_reduce` (float32 sum, time =
 # max over ranks) at 8 B and 64 KiB .. 256 MiB (x4). The iteration counts time every
 # size for about 0.1 s or more, as the peers' harness does (mpi_allreduce.c and
-# gloo_allreduce.py: 0.5 s per size, at most 10000 iterations). With the counts used
-# until 2026-11-30 (400 or 1000 at 64 KiB .. 1 MiB) tutti's 64 KiB point was timed
-# for 2-25 ms, where a 1-2 ms stall right after the timing barrier weighs 5-10 %
+# gloo_allreduce.py: 0.5 s per size, at most 10000 iterations; tcp_bounds: 1 s).
+# With the counts used until 2026-11-30 (400 or 1000 at 64 KiB .. 1 MiB) tutti's
+# 64 KiB point was timed for 2-25 ms; over TCP with 2 ranks it read 25.2-28.5 us per
+# op with 1000-2000 iterations and 24.2-25.5 with 10000-20000, same binary, calm host
 # (bench/RESULTS.md, sixth session).
 #
 # The 8-byte run warms up for 20000 ops (~80 ms with 4 ranks on 2 cores) before its
