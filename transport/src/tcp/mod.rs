@@ -12,7 +12,9 @@
 //! ranks per core). While a thread waits, on a full socket buffer or before it
 //! sleeps, it reads every socket of its endpoint into those links' slots
 //! ([`TcpConfig::queue`] per socket), so that ranks sending to each other never block
-//! each other forever.
+//! each other forever. A frame after a large one is read with one `recv` straight
+//! into its slot; small frames come through a small stage, many per `recv`
+//! (`inbound`).
 //!
 //! The interface is picked by `TUTTI_SOCKET_IFNAME` (NCCL's syntax: comma-separated
 //! prefixes, `^` to exclude, `=` for exact names). Connecting retries with

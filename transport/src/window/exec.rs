@@ -138,19 +138,21 @@ impl<'a> HostExec<'a> {
 
     /// Sizes the executor for an out-of-place operation of `bytes` per rank (in
     /// place, the output lines were just read and are cached): when every member's
-    /// input and output together fill half the last-level cache (a quarter when ranks
-    /// outnumber cores), [`Exec::copy_out`] uses non-temporal stores (writing an
-    /// output line through the cache first reads it from memory and evicts what the
-    /// operation still needs, and nobody reads it back during the operation).
-    /// Measured on Zen 4 (32 MiB L3): 2 ranks gain from 4 MiB (4.1-5.4 -> 7.7-8.4
-    /// GB/s) and lose at 2 MiB (10 -> 8); 4 ranks on 2 cores gain from 1 MiB (2.4-3.1
-    /// -> 4.8-5.3). `TUTTI_STREAM_OUTPUT=0|1` forces the choice.
+    /// input and output together fill half the last-level cache, [`Exec::copy_out`]
+    /// uses non-temporal stores (writing an output line through the cache first reads
+    /// it from memory and evicts what the operation still needs, and nobody reads it
+    /// back during the operation). Measured on Zen 4 (32 MiB L3, of which the cores
+    /// keep 16-18 MiB): 2 ranks gain from 4 MiB (4.1-5.4 -> 7.7-8.4 GB/s) and lose at 2
+    /// MiB (10 -> 8); 4 ranks on 2 cores gain at 4 MiB (3.0-3.9 -> 3.2-5.0), tie at 2
+    /// MiB and lose at 1 MiB (6.0-7.6 -> 5.5-6.3, six interleaved rounds; an earlier
+    /// threshold of a quarter of the cache for ranks outnumbering cores was measured
+    /// before the output copies were interleaved with the cached work).
+    /// `TUTTI_STREAM_OUTPUT=0|1` forces the choice.
     pub fn sized_for(mut self, bytes: usize) -> Self {
         let members = self.window.members();
-        let share = if members > crate::cores() { 4 } else { 2 };
         self.stream_out = match super::stream::forced() {
             Some(f) => f,
-            None => bytes.saturating_mul(2 * members * share) >= super::stream::llc_bytes(),
+            None => bytes.saturating_mul(2 * members * 2) >= super::stream::llc_bytes(),
         };
         self
     }
