@@ -156,6 +156,51 @@ fn sigkill_of_one_rank_mid_all_reduce_on_the_window_path() {
     );
 }
 
+/// Ranks told different one-shot/two-shot crossovers (as ranks that each measured
+/// the host while it was busy could be) still run the same window algorithm: the
+/// first member's value holds on every rank. Before the ranks agreed, rank 0 ran
+/// one-shot and rank 1 two-shot at 8 KiB-512 KiB; one-shot's post satisfied
+/// two-shot's second wait and both hung one call later (tutti-bench on a fresh
+/// machine, CI).
+#[test]
+fn ranks_that_measured_different_crossovers_run_the_same_algorithm() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group();
+        let n = g.size();
+        for bytes in [8 << 10, 32 << 10, 64 << 10, 256 << 10, 512 << 10] {
+            let count = bytes / 4;
+            let input: Vec<f32> = (0..count).map(|i| (rank * 1000 + i % 997) as f32).collect();
+            let want: Vec<f32> = (0..count)
+                .map(|i| (0..n).map(|r| (r * 1000 + i % 997) as f32).sum())
+                .collect();
+            let mut out = vec![0f32; count];
+            g.all_reduce_into(&input, &mut out, ReduceOp::Sum).unwrap();
+            assert_eq!(out, want, "out of place, {bytes} bytes, rank {rank}");
+            let mut buf = input.clone();
+            g.all_reduce(&mut buf, ReduceOp::Sum).unwrap();
+            assert_eq!(buf, want, "in place, {bytes} bytes, rank {rank}");
+        }
+        // One more small call: a rank one post ahead hangs here.
+        let mut tail = [rank as u64];
+        g.all_reduce(&mut tail, ReduceOp::Sum).unwrap();
+        assert_eq!(tail[0], (0..n as u64).sum::<u64>());
+        return;
+    }
+    let _serial = ranks::serial();
+    let mut e = env("auto", "");
+    e.push(("TUTTI_TIMEOUT_SECS", "20".to_string()));
+    let name = "ranks_that_measured_different_crossovers_run_the_same_algorithm";
+    let from = |r: usize| {
+        let bytes = if r == 0 { 1 << 20 } else { 4096 };
+        vec!["env".to_string(), format!("TUTTI_TWO_SHOT_FROM={bytes}")]
+    };
+    let outs = ranks::wait_all(
+        ranks::spawn_with(name, 2, &e, &from),
+        Duration::from_secs(120),
+    );
+    ranks::check_success(name, &outs);
+}
+
 #[test]
 fn a_rank_that_never_calls_is_named_in_the_timeout_error() {
     if let Some(rank) = ranks::worker_rank() {

@@ -227,7 +227,7 @@ impl ProcessGroup {
         dl: Deadline,
     ) -> std::result::Result<(), TransportError> {
         let len = buf.len();
-        let plan = plan_window(len, w.members(), self.forced());
+        let plan = plan_window(len, self.inner.two_shot_from, self.forced());
         tracing::trace!(?plan, bytes = len, "all_reduce on the window");
         if plan == WindowPlan::Line {
             return small::all_reduce(w, reducer, input, buf, dl);

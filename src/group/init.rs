@@ -15,6 +15,7 @@ use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::window::{Window, WindowConfig, WindowHub};
 use tutti_transport::{AbortHandle, Deadline, WaitBudget};
 
+use super::collectives::HostReducer;
 use super::env::JobEnv;
 use super::layout::Layout;
 use super::links::{LinkTable, StoreRendezvous, connect_mesh, with_faults};
@@ -23,7 +24,7 @@ use super::paths::{LocalMap, Paths};
 use super::work::Worker;
 use super::{Inner, ProcessGroup};
 use crate::store::{MemoryStore, Store, TcpStore};
-use crate::{Error, Result};
+use crate::{DataType, Error, ReduceOp, Result};
 
 /// State shared by the thread ranks of one in-process job: the FIFO hubs of its
 /// groups, by group name.
@@ -113,6 +114,35 @@ fn connect_window(
         threads: spec.threads.as_ref().map(|j| &j.windows),
     };
     join_window(&window_spec, &StoreRendezvous(&*spec.store), deadline)
+}
+
+/// The size from which the window's all_reduce runs two-shot, the same on every
+/// member: the first member's (its `TUTTI_TWO_SHOT_FROM`, else the host probe's
+/// measurement, cached per host), passed to the others on the window's
+/// small-message lines (a u64 max of it and the others' zeros). Each rank deciding
+/// for itself let ranks pick different algorithms when their measurements differed
+/// (the probe is not cached while the host is busy, so every process measured its
+/// own): one-shot's post then satisfied two-shot's second wait, and both ranks hung
+/// one call later.
+pub(super) fn agree_two_shot_from(
+    window: &Window,
+    forced: Option<usize>,
+    deadline: Deadline,
+) -> tutti_transport::Result<usize> {
+    let n = window.members();
+    if n < 2 {
+        return Ok(forced.unwrap_or(usize::MAX));
+    }
+    let mine: u64 = if window.index() == 0 {
+        forced.unwrap_or_else(|| super::probe::window_crossover(n).two_shot_from) as u64
+    } else {
+        0
+    };
+    let reducer = HostReducer::new(DataType::U64, ReduceOp::Max, n)
+        .map_err(|e| tutti_transport::TransportError::InvalidArgument(e.to_string()))?;
+    let mut agreed = mine.to_ne_bytes();
+    super::small::all_reduce(window, &reducer, None, &mut agreed, deadline)?;
+    Ok(usize::try_from(u64::from_ne_bytes(agreed)).unwrap_or(usize::MAX))
 }
 
 /// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
@@ -251,11 +281,9 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
     let local = LocalMap {
         members: layout.hosts[layout.host_of[spec.rank]].clone(),
     };
-    if local.members.len() > 1 {
-        // Measured once per host (cached): the first all_reduce should not pay for it.
-        let _ = super::probe::window_crossover(local.members.len());
-    }
     let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
+    let two_shot_from =
+        agree_two_shot_from(&window, spec.opts.two_shot_from, deadline).map_err(setup)?;
     // Links: to every peer when some are outside the window, or when a link
     // algorithm is forced.
     let needs_links =
@@ -319,6 +347,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             subgroups: AtomicU64::new(0),
             transports,
             local_ranks,
+            two_shot_from,
             device: Default::default(),
         }),
         timeout,

@@ -118,6 +118,9 @@ struct Inner {
     /// The transport that reaches each member ("window" for the window's).
     transports: Vec<Option<&'static str>>,
     local_ranks: usize,
+    /// Window all_reduces from this size run two-shot (agreed by the window's
+    /// members at creation, [`init::agree_two_shot_from`]).
+    two_shot_from: usize,
     /// Device collectives (created at the first one).
     device: device_comm::DeviceSlot,
 }

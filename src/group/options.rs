@@ -158,6 +158,12 @@ pub struct GroupOptions {
     /// the TCP figures). Only over links that hold two messages (see
     /// `tutti_transport::SendHalf::depth`).
     pub ring_ahead: bool,
+    /// Window all_reduces of at least this many bytes run two-shot, smaller ones
+    /// one-shot (`TUTTI_TWO_SHOT_FROM`; `None`: the host probe's measurement). The
+    /// ranks of a host agree at group creation on the value of the host's first
+    /// member, so a rank that measured or was told otherwise still runs the same
+    /// algorithm as its peers.
+    pub two_shot_from: Option<usize>,
 }
 
 impl Default for GroupOptions {
@@ -171,13 +177,15 @@ impl Default for GroupOptions {
             connect_timeout: Duration::from_secs(300),
             window_bytes: None,
             ring_ahead: true,
+            two_shot_from: None,
         }
     }
 }
 
 impl GroupOptions {
     /// Defaults overridden by `TUTTI_TRANSPORT`, `TUTTI_ALGO`, `TUTTI_CHUNK_BYTES`,
-    /// `TUTTI_CHECK`, `TUTTI_TIMEOUT_SECS`, `TUTTI_WINDOW_BYTES` and `TUTTI_RING_AHEAD`.
+    /// `TUTTI_CHECK`, `TUTTI_TIMEOUT_SECS`, `TUTTI_WINDOW_BYTES`, `TUTTI_RING_AHEAD`
+    /// and `TUTTI_TWO_SHOT_FROM`.
     /// A value that does not parse is an error naming the variable.
     pub fn from_env() -> Result<Self> {
         let mut o = GroupOptions::default();
@@ -215,6 +223,13 @@ impl GroupOptions {
                 "1" | "true" | "yes" | "on" => true,
                 _ => return Err(bad("TUTTI_RING_AHEAD", &v)),
             };
+        }
+        if let Some(v) = var("TUTTI_TWO_SHOT_FROM") {
+            let b: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| bad("TUTTI_TWO_SHOT_FROM", &v))?;
+            o.two_shot_from = Some(b);
         }
         if let Some(v) = var("TUTTI_CHECK") {
             o.check = !matches!(v.trim(), "0" | "false" | "no" | "off");

@@ -142,11 +142,12 @@ pub enum WindowPlan {
     TwoShot,
 }
 
-/// Picks the window all_reduce for `bytes` over `n` local ranks (`forced` from
-/// `TUTTI_ALGO`: `oneshot` or `twoshot`): the small-message lines up to one cache
-/// line, then one-shot below the crossover the host probe measured for `n` ranks
-/// ([`super::probe`]), two-shot from it.
-pub fn plan_window(bytes: usize, n: usize, forced: Option<Algo>) -> WindowPlan {
+/// Picks the window all_reduce for `bytes` (`forced` from `TUTTI_ALGO`: `oneshot` or
+/// `twoshot`): the small-message lines up to one cache line, then one-shot below
+/// `two_shot_from` (the crossover the window's members agreed on at group creation,
+/// from the host probe, [`super::probe`]), two-shot from it. Every member must pass
+/// the same value: the algorithms pair their posts.
+pub fn plan_window(bytes: usize, two_shot_from: usize, forced: Option<Algo>) -> WindowPlan {
     match forced {
         Some(Algo::TwoShot) => return WindowPlan::TwoShot,
         Some(Algo::OneShot) if bytes > tutti_transport::window::LINE_PAYLOAD => {
@@ -156,7 +157,7 @@ pub fn plan_window(bytes: usize, n: usize, forced: Option<Algo>) -> WindowPlan {
     }
     if bytes <= tutti_transport::window::LINE_PAYLOAD {
         WindowPlan::Line
-    } else if bytes < super::probe::window_crossover(n).two_shot_from {
+    } else if bytes < two_shot_from {
         WindowPlan::OneShot
     } else {
         WindowPlan::TwoShot
