@@ -72,6 +72,13 @@ window_test!(window_tuned_5_processes, 5, "", Level::Reduced);
 window_test!(window_two_shot_8_processes, 8, "twoshot", Level::Reduced);
 matrix_test!(tcp_ring_2_processes, 2, "tcp", "ring", Level::Reduced);
 matrix_test!(tcp_tree_3_processes, 3, "tcp", "tree", Level::Reduced);
+matrix_test!(
+    tcp_halving_doubling_4_processes,
+    4,
+    "tcp",
+    "hd",
+    Level::Reduced
+);
 matrix_test!(single_process_group, 1, "auto", "ring", Level::Full);
 
 /// Rank 2 of 4 kills itself 30 ms into a stream of 64 MiB all_reduces: the others

@@ -105,6 +105,19 @@ fn inproc_direct_and_tuned() {
     }
 }
 
+/// Halving-doubling forced: its all_reduce on 4 and 8 ranks (the other collectives,
+/// and rank counts that are not powers of two, run the ring).
+#[test]
+fn inproc_halving_doubling() {
+    for n in [4, 8, 3] {
+        run(
+            n,
+            opts(Algo::HalvingDoubling, TransportChoice::Shm),
+            Level::Reduced,
+        );
+    }
+}
+
 #[test]
 fn tcp_threads_ring_and_tree() {
     run(3, opts(Algo::Ring, TransportChoice::Tcp), Level::Reduced);

@@ -17,6 +17,7 @@ mod all_to_all;
 mod chain;
 mod direct;
 mod gather;
+mod halving_doubling;
 mod reduce_scatter;
 mod segments;
 
@@ -26,6 +27,7 @@ pub use all_to_all::{all_to_all, all_to_all_v};
 pub use chain::{broadcast, reduce};
 pub use direct::{all_reduce_direct, all_reduce_direct_into};
 pub use gather::{gather, scatter};
+pub use halving_doubling::all_reduce_halving_doubling;
 pub use reduce_scatter::reduce_scatter;
 pub use segments::{chunk_range, chunks_in, segment};
 pub use tutti_transport::{

@@ -272,3 +272,62 @@ fn direct_all_reduce_keeps_every_operand_in_rank_order() {
         }
     }
 }
+
+/// Halving-doubling on 1, 2, 4 and 8 threads, in place and out of place, chunks of
+/// 4 KiB and of 16 bytes (many exchanges per step), counts that split unevenly: every
+/// byte equal to the reference, the input untouched, and every rank with the same
+/// bytes. Rank counts that are not powers of two are refused.
+#[test]
+fn all_reduce_halving_doubling() {
+    for n in [1, 2, 4, 8] {
+        for chunk in [4096, 16] {
+            for count in [0, 1, n - 1, n + 1, 1023, 1024 * n + 3, 9 * 1024 + 3] {
+                let len = count * 4;
+                let inputs: Arc<Vec<Vec<u8>>> =
+                    Arc::new((0..n).map(|r| random(len, (n * 31 + r) as u64)).collect());
+                let want = sum(&inputs);
+                for in_place in [true, false] {
+                    let ins = inputs.clone();
+                    let outs = run(n, chunk, move |ring| {
+                        let mine = &ins[ring.rank];
+                        if in_place {
+                            let mut b = mine.clone();
+                            tutti_ring::all_reduce_halving_doubling(ring, None, &mut b, &AddU32)
+                                .unwrap();
+                            b
+                        } else {
+                            let mut out = vec![0xa5u8; mine.len()];
+                            let copy = mine.clone();
+                            tutti_ring::all_reduce_halving_doubling(
+                                ring,
+                                Some(&copy),
+                                &mut out,
+                                &AddU32,
+                            )
+                            .unwrap();
+                            assert_eq!(&copy, mine, "input changed");
+                            out
+                        }
+                    });
+                    for (r, o) in outs.iter().enumerate() {
+                        assert_eq!(
+                            o, &want,
+                            "halving-doubling n={n} chunk={chunk} count={count} in_place={in_place} rank={r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let outs = run(3, 4096, |ring| {
+        let mut b = vec![0u8; 64];
+        tutti_ring::all_reduce_halving_doubling(ring, None, &mut b, &AddU32)
+            .unwrap_err()
+            .to_string()
+    });
+    assert!(
+        outs[0].contains("3 ranks is not a power of two"),
+        "{}",
+        outs[0]
+    );
+}

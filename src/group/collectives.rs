@@ -281,6 +281,14 @@ impl ProcessGroup {
             Algo::Tree => {
                 tutti_tree::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, reducer)
             }
+            Algo::HalvingDoubling if self.size().is_power_of_two() => {
+                tutti_ring::all_reduce_halving_doubling(
+                    &mut self.ring(links, plan.chunk, dl),
+                    input,
+                    buf,
+                    reducer,
+                )
+            }
             _ => {
                 if let Some(i) = input {
                     buf.copy_from_slice(i);

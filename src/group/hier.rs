@@ -174,6 +174,9 @@ impl ProcessGroup {
                 tutti_ring::all_reduce_direct(&mut s, buf, &partial)
             }
             Algo::Tree => tutti_tree::all_reduce(&mut s, buf, &partial),
+            Algo::HalvingDoubling if s.size.is_power_of_two() => {
+                tutti_ring::all_reduce_halving_doubling(&mut s, None, buf, &partial)
+            }
             _ => tutti_ring::all_reduce(&mut s, buf, &partial),
         })?;
         // 3. Inside the host: the leader's result to every member.

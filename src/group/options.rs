@@ -91,6 +91,10 @@ pub enum Algo {
     OneShot,
     /// Windows, reduce-scatter by slices then all-gather of the reduced slices.
     TwoShot,
+    /// Recursive halving-doubling (Rabenseifner's) all_reduce over links, for a
+    /// power-of-two number of ranks: `2 log2 n` exchanges between partners instead of
+    /// the ring's `2 (n - 1)` steps, the same bytes. Other collectives run the ring.
+    HalvingDoubling,
     /// Hierarchical, for ranks on several hosts: the window inside each host, the
     /// links between one leader rank per host (all_reduce: reduce inside each host,
     /// all_reduce between the leaders, broadcast inside each host).
@@ -106,13 +110,17 @@ impl Algo {
             Algo::Direct => "direct",
             Algo::OneShot => "oneshot",
             Algo::TwoShot => "twoshot",
+            Algo::HalvingDoubling => "halving_doubling",
             Algo::Hier => "hier",
         }
     }
 
     /// True for the algorithms that run over links (not windows).
     pub fn uses_links(self) -> bool {
-        matches!(self, Algo::Ring | Algo::Tree | Algo::Direct)
+        matches!(
+            self,
+            Algo::Ring | Algo::Tree | Algo::Direct | Algo::HalvingDoubling
+        )
     }
 }
 
@@ -126,8 +134,11 @@ impl FromStr for Algo {
             "oneshot" | "one_shot" | "one-shot" => Ok(Algo::OneShot),
             "twoshot" | "two_shot" | "two-shot" => Ok(Algo::TwoShot),
             "hier" | "hierarchical" => Ok(Algo::Hier),
+            "hd" | "halving_doubling" | "halving-doubling" | "rabenseifner" => {
+                Ok(Algo::HalvingDoubling)
+            }
             other => Err(Error::InvalidArgument(format!(
-                "unknown algorithm {other:?} (TUTTI_ALGO expects oneshot, twoshot, ring, tree, direct or hier)"
+                "unknown algorithm {other:?} (TUTTI_ALGO expects oneshot, twoshot, ring, tree, direct, hd or hier)"
             ))),
         }
     }

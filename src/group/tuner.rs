@@ -30,6 +30,21 @@ pub use tutti_transport::registry::LinkCost;
 /// Seconds per byte of CPU reduction (~15 GB/s, in cache).
 const GAMMA: f64 = 1.0 / 15e9;
 
+/// All_reduce sizes that run halving-doubling instead of the one-hop exchange, the
+/// ring or the tree (power-of-two rank counts of 4 or more, over links). Its
+/// `2 log2 n` exchanges beat the ring's `2 (n - 1)` steps while the hops cost more
+/// than the bytes, and it sends each byte once where the one-hop exchange sends it to
+/// every peer. 4 ranks over TCP on 2 cores (Intel Xeon, Emerald Rapids), interleaved
+/// runs, time per all_reduce in us, halving-doubling / ring / one-hop: 8 KiB 40-62 /
+/// 65-67 / 45-76, 32 KiB 61-83 / 133-147 / 80-95, 64 KiB 71-113 / 150-184 / 199-335,
+/// 128 KiB 141-199 / 200-206 / 507-692, 256 KiB 242-549 / 301-348 / 930-1087, 512 KiB
+/// 582-897 / 553-610, 1 MiB 1125-2086 / 1004-1321 (bench/RESULTS.md). On the AMD Zen
+/// 4 an earlier halving-doubling (chunked like the ring) measured 0.38 GB/s at 64 KiB
+/// against the ring's 0.31 and the one-hop exchange's 0.53. Below 32 KiB the one-hop
+/// exchange ties or wins; from 512 KiB the ring's pipeline, which keeps every link
+/// busy at once, wins.
+const HALVING_DOUBLING: std::ops::RangeInclusive<usize> = (32 << 10) + 1..=256 << 10;
+
 /// The tuner's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -68,7 +83,9 @@ pub fn plan_all_reduce(
         let tree =
             (2.0 * d + k_half - 1.0) * (cost.alpha + 2.0 * c.min(s / 2.0) * cost.beta) + s * GAMMA;
         let direct = cost.alpha + (nf - 1.0) * s * (cost.beta + GAMMA);
-        if bytes <= max_message && n <= 16 && direct <= ring.min(tree) {
+        if n >= 4 && n.is_power_of_two() && HALVING_DOUBLING.contains(&bytes) {
+            Algo::HalvingDoubling
+        } else if bytes <= max_message && n <= 16 && direct <= ring.min(tree) {
             Algo::Direct
         } else if n > 2 && tree < ring {
             Algo::Tree
@@ -76,6 +93,12 @@ pub fn plan_all_reduce(
             Algo::Ring
         }
     });
+    // Halving-doubling's exchanges are not pipelined across steps: its chunk only
+    // bounds what a link holds, so it takes the largest the links carry.
+    let chunk = match (algo, forced.1) {
+        (Algo::HalvingDoubling, None) => (max_message / 16 * 16).max(16),
+        _ => chunk,
+    };
     Plan { algo, chunk }
 }
 
@@ -186,6 +209,13 @@ mod tests {
         assert_eq!(plan(8, 8, tcp, 1 << 19), Algo::Direct);
         assert_eq!(plan(8, 2, shm, 1 << 16), Algo::Direct);
         assert_eq!(plan(1 << 20, 16, tcp, 1 << 19), Algo::Tree);
+        // Mid sizes on a power-of-two rank count of 4 or more: halving-doubling.
+        assert_eq!(plan(64 << 10, 4, tcp, 1 << 19), Algo::HalvingDoubling);
+        assert_ne!(plan(32 << 10, 4, tcp, 1 << 19), Algo::HalvingDoubling);
+        assert_eq!(plan(256 << 10, 8, tcp, 1 << 19), Algo::HalvingDoubling);
+        assert_ne!(plan(64 << 10, 6, tcp, 1 << 19), Algo::HalvingDoubling);
+        assert_ne!(plan(64 << 10, 2, tcp, 1 << 19), Algo::HalvingDoubling);
+        assert_ne!(plan(512 << 10, 4, tcp, 1 << 19), Algo::HalvingDoubling);
         assert_eq!(plan(256 << 20, 8, tcp, 1 << 19), Algo::Ring);
         assert_eq!(plan(4 << 20, 2, shm, 1 << 16), Algo::Ring);
         // Too large for one message: never direct.
