@@ -40,19 +40,27 @@ fn run() -> Result<String, String> {
     };
     let sum = |i: usize| (0..n).map(|r| value(r, i)).sum::<f32>();
     let mut calls = 0;
-    // 4 B .. 8 MiB: the small-message lines, one-shot, two-shot, many window rounds.
-    for count in [1usize, 14, 1000, 4096, 65_536, 262_144, 2 << 20] {
+    // 4 B .. 8 MiB: the small-message lines, one-shot, two-shot, many window rounds;
+    // over links the one-hop exchange, halving-doubling (64 KiB on 4 or 8 ranks) and
+    // the ring.
+    for count in [1usize, 14, 1000, 4096, 16_384, 65_536, 262_144, 2 << 20] {
         let input: Vec<f32> = (0..count).map(|i| value(rank, i)).collect();
         let mut out = vec![0f32; count];
         pg.all_reduce_into(&input, &mut out, ReduceOp::Sum)
             .map_err(err("all_reduce_into"))?;
-        check(&format!("rank {rank}: all_reduce_into of {count}"), &out, sum)?;
+        check(
+            &format!("rank {rank}: all_reduce_into of {count}"),
+            &out,
+            sum,
+        )?;
         let mut buf = input.clone();
         pg.all_reduce(&mut buf, ReduceOp::Avg)
             .map_err(err("all_reduce avg"))?;
-        check(&format!("rank {rank}: all_reduce avg of {count}"), &buf, |i| {
-            sum(i) / n as f32
-        })?;
+        check(
+            &format!("rank {rank}: all_reduce avg of {count}"),
+            &buf,
+            |i| sum(i) / n as f32,
+        )?;
         calls += 2;
     }
     let root = n - 1;
