@@ -15,7 +15,11 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("WORLD_SIZE")
         .env_remove("TUTTI_BENCH_CHILD")
         .env_remove("TUTTI_BENCH_CORRUPT")
-        .env("RUST_BACKTRACE", "0");
+        .env("RUST_BACKTRACE", "0")
+        // A hung collective fails the test within a minute, naming the peer, instead
+        // of holding the suite for the 30-minute default (it once hung here when the
+        // ranks picked different window algorithms).
+        .env("TUTTI_TIMEOUT_SECS", "60");
     for (k, v) in env {
         c.env(k, v);
     }
