@@ -31,13 +31,7 @@ pub fn all_reduce_into(
     output: &mut [u8],
     reducer: &dyn ByteReducer,
 ) -> Result<()> {
-    if input.len() != output.len() {
-        return Err(crate::TransportError::InvalidArgument(format!(
-            "all_reduce: input of {} bytes, output of {}",
-            input.len(),
-            output.len()
-        )));
-    }
+    crate::check_input("all_reduce", Some(input), output)?;
     if ring.size == 1 {
         check(ring, "all_reduce", input.len(), reducer.element_size())?;
         output.copy_from_slice(input);

@@ -2,7 +2,9 @@
 
 use tutti_transport::ops;
 
-use crate::{ByteReducer, Result, Schedule, TransportError, check};
+use crate::{
+    ByteReducer, Result, Schedule, TransportError, check, check_input, nothing_to_exchange,
+};
 
 /// Small-message all_reduce in one hop, in place: every rank sends its whole `buf` to
 /// every other rank, then folds all `size` buffers in rank order (`x0 op x1 op ...`),
@@ -31,22 +33,11 @@ pub fn all_reduce_direct_into(
 ) -> Result<()> {
     let what = "all_reduce (direct)";
     check(ring, what, out.len(), reducer.element_size())?;
-    if let Some(i) = input
-        && i.len() != out.len()
-    {
-        return Err(TransportError::InvalidArgument(format!(
-            "{what}: input of {} bytes, output of {}",
-            i.len(),
-            out.len()
-        )));
-    }
-    let n = ring.size;
-    if n == 1 || out.is_empty() {
-        if let Some(i) = input {
-            out.copy_from_slice(i);
-        }
+    check_input(what, input, out)?;
+    if nothing_to_exchange(ring, input, out) {
         return Ok(());
     }
+    let n = ring.size;
     let (chunk, dl, me) = (ring.chunk.max(out.len()), ring.deadline, ring.rank);
     for k in 1..n {
         let to = ring.offset(k as isize);

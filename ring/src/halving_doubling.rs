@@ -21,7 +21,9 @@ use std::ops::Range;
 use tutti_transport::ops;
 
 use crate::segments::{chunk_range, chunks_in, segment};
-use crate::{ByteReducer, Result, Schedule, TransportError, check};
+use crate::{
+    ByteReducer, Result, Schedule, TransportError, check, check_input, nothing_to_exchange,
+};
 
 /// Halving-doubling all_reduce of `out` (of `input` into `out` when `input` is given,
 /// which then stays untouched).
@@ -34,25 +36,14 @@ pub fn all_reduce_halving_doubling(
     let what = "all_reduce (halving-doubling)";
     let elem = reducer.element_size();
     check(ring, what, out.len(), elem)?;
-    if let Some(i) = input
-        && i.len() != out.len()
-    {
-        return Err(TransportError::InvalidArgument(format!(
-            "{what}: input of {} bytes, output of {}",
-            i.len(),
-            out.len()
-        )));
-    }
+    check_input(what, input, out)?;
     let n = ring.size;
     if !n.is_power_of_two() {
         return Err(TransportError::InvalidArgument(format!(
             "{what}: {n} ranks is not a power of two"
         )));
     }
-    if n == 1 || out.is_empty() {
-        if let Some(i) = input {
-            out.copy_from_slice(i);
-        }
+    if nothing_to_exchange(ring, input, out) {
         return Ok(());
     }
     let len = out.len();

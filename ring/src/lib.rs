@@ -93,3 +93,31 @@ pub fn check(ring: &Schedule<'_>, what: &str, len: usize, elem: usize) -> Result
     }
     Ok(())
 }
+
+/// Checks that an out-of-place schedule's `input`, when given, is as long as `out`.
+pub(crate) fn check_input(what: &str, input: Option<&[u8]>, out: &[u8]) -> Result<()> {
+    match input {
+        Some(i) if i.len() != out.len() => Err(TransportError::InvalidArgument(format!(
+            "{what}: input of {} bytes, output of {}",
+            i.len(),
+            out.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// With one rank or no bytes there is nothing to exchange: copies `input` (when
+/// given) to `out` and returns true.
+pub(crate) fn nothing_to_exchange(
+    ring: &Schedule<'_>,
+    input: Option<&[u8]>,
+    out: &mut [u8],
+) -> bool {
+    if ring.size > 1 && !out.is_empty() {
+        return false;
+    }
+    if let Some(i) = input {
+        out.copy_from_slice(i);
+    }
+    true
+}
