@@ -163,6 +163,70 @@ fn sigkill_of_one_rank_mid_all_reduce_on_the_window_path() {
     );
 }
 
+#[test]
+fn sigkill_of_one_rank_mid_all_reduce_reading_the_members_directly() {
+    let mut e = env("auto", "");
+    e.push(("TUTTI_WINDOW_DIRECT", "all".to_string()));
+    sigkill_mid_all_reduce(
+        "sigkill_of_one_rank_mid_all_reduce_reading_the_members_directly",
+        &e,
+    );
+}
+
+/// Two-shot reading the other processes' inputs with `process_vm_readv`
+/// (`TUTTI_WINDOW_DIRECT=all`): float sums bit-identical to the rank-order fold, in
+/// and out of place, sizes of one to several window rounds; then the same with one
+/// rank refusing direct reads, where the ranks must agree to copy instead.
+#[test]
+fn direct_reads_between_processes_fold_in_rank_order() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group();
+        let n = g.size();
+        let value = |r: usize, i: usize| ((r * 7919 + i * 104_729) % 10_007) as f32 * 1.0e-3 + 0.1;
+        for count in [16 << 10, (128 << 10) + 3, (640 << 10) + 1] {
+            let input: Vec<f32> = (0..count).map(|i| value(rank, i)).collect();
+            let want: Vec<f32> = (0..count)
+                .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
+                .collect();
+            let mut out = vec![0f32; count];
+            g.all_reduce_into(&input, &mut out, ReduceOp::Sum).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(
+                bits(&out) == bits(&want),
+                "out of place, {count} floats, rank {rank}"
+            );
+            let mut buf = input.clone();
+            g.all_reduce(&mut buf, ReduceOp::Sum).unwrap();
+            assert!(
+                bits(&buf) == bits(&want),
+                "in place, {count} floats, rank {rank}"
+            );
+            // The input of an out-of-place call is left as it was.
+            assert!(input.iter().enumerate().all(|(i, &x)| x == value(rank, i)));
+        }
+        let mut tail = [rank as u64];
+        g.all_reduce(&mut tail, ReduceOp::Sum).unwrap();
+        assert_eq!(tail[0], (0..n as u64).sum::<u64>());
+        return;
+    }
+    let _serial = ranks::serial();
+    let name = "direct_reads_between_processes_fold_in_rank_order";
+    let mut e = env("auto", "");
+    e.push(("TUTTI_TIMEOUT_SECS", "30".to_string()));
+    e.push(("TUTTI_TWO_SHOT_FROM", "4096".to_string()));
+    for refusing in [None, Some(1)] {
+        let direct = |r: usize| {
+            let v = if Some(r) == refusing { "off" } else { "all" };
+            vec!["env".to_string(), format!("TUTTI_WINDOW_DIRECT={v}")]
+        };
+        let outs = ranks::wait_all(
+            ranks::spawn_with(name, 3, &e, &direct),
+            Duration::from_secs(120),
+        );
+        ranks::check_success(name, &outs);
+    }
+}
+
 /// Ranks told different one-shot/two-shot crossovers (as ranks that each measured
 /// the host while it was busy could be) still run the same window algorithm: the
 /// first member's value holds on every rank. Before the ranks agreed, rank 0 ran

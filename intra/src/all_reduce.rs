@@ -108,3 +108,80 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
     e.copy_interleaved(&[], pending.as_slice())?;
     Ok(())
 }
+
+/// Two-shot without the copy-in, for executors that read the members' own buffers
+/// ([`Exec::reads_members_directly`]): every rank publishes its input, then, in
+/// rounds of up to a window buffer, reduces its slice of the round's piece straight
+/// from every member's input (in rank order) into its window and `output`, posts,
+/// and copies every other member's reduced slice from their windows into `output`.
+/// One synchronisation per round plus one per operation, and no pass that copies the
+/// input into the window: each rank reads about `2 len` bytes and writes `2 len`.
+///
+/// A member's input stays untouched while the others read it: they read their
+/// slices of a round before posting that round, and its owner returns only after
+/// every member posted the last round. In place, a rank writes the others' slices
+/// of its buffer only after they posted the round that read them.
+pub fn all_reduce_two_shot_direct(
+    e: &mut dyn Exec,
+    input: Addr,
+    output: Addr,
+    len: usize,
+) -> Result<()> {
+    check(e, "all_reduce (two-shot, direct)", len)?;
+    if !e.reads_members_directly() {
+        return Err(crate::bad(
+            "all_reduce (two-shot, direct)",
+            "the executor cannot read the members' own buffers".into(),
+        ));
+    }
+    let (n, me, elem) = (e.members(), e.index(), e.element_size());
+    if n == 1 {
+        if input != output && len > 0 {
+            e.copy(output, input, len)?;
+        }
+        return e.finalize(output, len);
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    // A round without buffer writes: every member's input address.
+    let (_, v) = e.begin_round();
+    e.publish(input)?;
+    e.post(v + 1)?;
+    e.wait_all(v + 1)?;
+    let mut inputs = Addrs::of(n, |_| 0);
+    for m in 0..n {
+        inputs.set(m, if m == me { input } else { e.published(m)? });
+    }
+    let other = |i: usize| if i < me { i } else { i + 1 };
+    let step = whole(e.buffer_bytes(), elem);
+    let mut off = 0;
+    while off < len {
+        let c = step.min(len - off);
+        let (b, v) = e.begin_round();
+        let s = slice(c, elem, n, me);
+        if !s.is_empty() {
+            let srcs = Addrs::of(n, |m| at(inputs.as_slice()[m], off + s.start));
+            e.reduce_copy_out_direct(
+                at(e.buffer(me, b), s.start),
+                at(output, off + s.start),
+                srcs.as_slice(),
+                s.len(),
+            )?;
+        }
+        e.post(v + 1)?;
+        e.wait_all(v + 1)?;
+        let gathers = Few::of(n - 1, |i| {
+            let m = other(i);
+            let s = slice(c, elem, n, m);
+            Move {
+                dst: at(output, off + s.start),
+                src: at(e.buffer(m, b), s.start),
+                len: s.len(),
+            }
+        });
+        e.copy_interleaved(&[], gathers.as_slice())?;
+        off += c;
+    }
+    Ok(())
+}

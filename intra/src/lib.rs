@@ -9,6 +9,8 @@
 //!   reduces all windows itself (one synchronisation; small buffers);
 //! - [`all_reduce_two_shot`]: reduce-scatter by slices read from every window, then
 //!   all-gather of the reduced slices, pipelined in window-sized rounds (large ones);
+//!   [`all_reduce_two_shot_direct`] the same reading the members' own inputs instead
+//!   of copies of them, where the executor can;
 //! - [`reduce_scatter`], [`all_gather`], [`broadcast`], [`reduce`], [`all_to_all`]
 //!   (uneven splits), [`gather_v`], [`scatter_v`] and [`barrier`].
 //!
@@ -38,7 +40,7 @@ mod reduce;
 mod reduce_scatter;
 
 pub use all_gather::{all_gather, all_gather_v};
-pub use all_reduce::{all_reduce_one_shot, all_reduce_two_shot};
+pub use all_reduce::{all_reduce_one_shot, all_reduce_two_shot, all_reduce_two_shot_direct};
 pub use all_to_all::{all_to_all, all_to_all_v};
 pub use barrier::barrier;
 pub use broadcast::broadcast;
@@ -80,6 +82,14 @@ impl<T: Copy + Default> Few<T> {
             a.big = (0..n).map(item).collect();
         }
         a
+    }
+
+    pub(crate) fn set(&mut self, i: usize, item: T) {
+        if self.n <= 16 {
+            self.small[i] = item;
+        } else {
+            self.big[i] = item;
+        }
     }
 
     pub(crate) fn as_slice(&self) -> &[T] {

@@ -41,6 +41,34 @@ fn counts(n: usize, window: usize) -> Vec<usize> {
 
 const WINDOW: usize = 4096;
 
+/// The all_reduce algorithms.
+#[derive(Clone, Copy, Debug)]
+enum Algo {
+    OneShot,
+    TwoShot,
+    /// Two-shot reading the members' inputs where they lie.
+    Direct,
+}
+
+const ALGOS: [Algo; 3] = [Algo::OneShot, Algo::TwoShot, Algo::Direct];
+
+/// Runs `algo` on `e` (made able to read the members directly for `Direct`).
+fn all_reduce(
+    algo: Algo,
+    e: HostExec<'_>,
+    i: Addr,
+    o: Addr,
+    len: usize,
+) -> (HostExec<'_>, intra::Result<()>) {
+    let mut e = e.reading_members_directly(matches!(algo, Algo::Direct));
+    let r = match algo {
+        Algo::OneShot => intra::all_reduce_one_shot(&mut e, i, o, len),
+        Algo::TwoShot => intra::all_reduce_two_shot(&mut e, i, o, len),
+        Algo::Direct => intra::all_reduce_two_shot_direct(&mut e, i, o, len),
+    };
+    (e, r)
+}
+
 #[test]
 fn all_reduce_one_shot_and_two_shot_match_the_rank_order_fold() {
     for n in 1..=8 {
@@ -52,33 +80,27 @@ fn all_reduce_one_shot_and_two_shot_match_the_rank_order_fold() {
                     .collect(),
             );
             let want = fold(&AddU32, &inputs);
-            for two_shot in [false, true] {
+            for algo in ALGOS {
                 let ins = inputs.clone();
                 let outs = run_windows(n, WINDOW, move |r, w| {
                     // Out of place, then in place on a copy.
                     let mut out = vec![0u8; len];
                     let mut inplace = ins[r].clone();
-                    let mut e = HostExec::new(&w, Some(&AddU32), 4, deadline(), "all_reduce");
-                    let run = |e: &mut HostExec<'_>, i: Addr, o: Addr| {
-                        if two_shot {
-                            intra::all_reduce_two_shot(e, i, o, len)
-                        } else {
-                            intra::all_reduce_one_shot(e, i, o, len)
-                        }
-                    };
-                    run(&mut e, addr(&ins[r]), addr_mut(&mut out)).unwrap();
+                    let e = HostExec::new(&w, Some(&AddU32), 4, deadline(), "all_reduce");
+                    let (e, res) = all_reduce(algo, e, addr(&ins[r]), addr_mut(&mut out), len);
+                    res.unwrap();
                     let p = addr_mut(&mut inplace);
-                    run(&mut e, p, p).unwrap();
+                    all_reduce(algo, e, p, p, len).1.unwrap();
                     (out, inplace)
                 });
                 for (r, (out, inplace)) in outs.into_iter().enumerate() {
                     assert!(
                         out == want,
-                        "n={n} count={count} two_shot={two_shot} rank {r}: out of place differs"
+                        "n={n} count={count} {algo:?} rank {r}: out of place differs"
                     );
                     assert!(
                         inplace == want,
-                        "n={n} count={count} two_shot={two_shot} rank {r}: in place differs"
+                        "n={n} count={count} {algo:?} rank {r}: in place differs"
                     );
                 }
             }
@@ -110,13 +132,15 @@ fn float_sums_and_averages_are_bit_identical_across_algorithms_and_window_sizes(
             }
             // The last: output copies streamed past the caches (as for data larger
             // than the last-level cache).
-            for (window, two_shot, stream) in [
-                (16384, false, false),
-                (4096, false, false),
-                (4096, true, false),
-                (8192, true, false),
-                (65536, true, false),
-                (65536, true, true),
+            for (window, algo, stream) in [
+                (16384, Algo::OneShot, false),
+                (4096, Algo::OneShot, false),
+                (4096, Algo::TwoShot, false),
+                (8192, Algo::TwoShot, false),
+                (65536, Algo::TwoShot, false),
+                (65536, Algo::TwoShot, true),
+                (4096, Algo::Direct, false),
+                (65536, Algo::Direct, true),
             ] {
                 let ins = inputs.clone();
                 let outs = run_windows(n, window, move |r, w| {
@@ -126,18 +150,15 @@ fn float_sums_and_averages_are_bit_identical_across_algorithms_and_window_sizes(
                     if stream {
                         e = e.sized_for(usize::MAX / 64);
                     }
-                    if two_shot {
-                        intra::all_reduce_two_shot(&mut e, addr(&ins[r]), addr_mut(&mut out), len)
-                    } else {
-                        intra::all_reduce_one_shot(&mut e, addr(&ins[r]), addr_mut(&mut out), len)
-                    }
-                    .unwrap();
+                    all_reduce(algo, e, addr(&ins[r]), addr_mut(&mut out), len)
+                        .1
+                        .unwrap();
                     out
                 });
                 for (r, out) in outs.into_iter().enumerate() {
                     assert!(
                         out == want,
-                        "n={n} window={window} two_shot={two_shot} stream={stream} avg={} rank {r}: bits differ from the rank-order fold",
+                        "n={n} window={window} {algo:?} stream={stream} avg={} rank {r}: bits differ from the rank-order fold",
                         divide_by != 1.0
                     );
                 }
@@ -306,16 +327,18 @@ fn barrier_and_many_back_to_back_operations_keep_the_round_protocol() {
     // Mixed collectives back to back (the buffer parity carries across them).
     let n = 4;
     let outs = run_windows(n, WINDOW, move |r, w| {
-        let mut e = HostExec::new(&w, Some(&AddU32), 4, deadline(), "mixed");
+        let mut e =
+            HostExec::new(&w, Some(&AddU32), 4, deadline(), "mixed").reading_members_directly(true);
         for i in 0..200u32 {
             let mut v = (0..(i as usize % 50 + 1) * 100)
                 .flat_map(|k| ((k as u32) ^ (r as u32) ^ i).to_ne_bytes())
                 .collect::<Vec<u8>>();
             let len = v.len();
             let p = addr_mut(&mut v);
-            match i % 3 {
+            match i % 4 {
                 0 => intra::all_reduce_one_shot(&mut e, p, p, len).unwrap(),
                 1 => intra::all_reduce_two_shot(&mut e, p, p, len).unwrap(),
+                2 => intra::all_reduce_two_shot_direct(&mut e, p, p, len).unwrap(),
                 _ => intra::barrier(&mut e).unwrap(),
             }
         }
@@ -359,16 +382,22 @@ fn bad_arguments_are_errors() {
         let too_big =
             intra::all_reduce_one_shot(&mut e, addr(&odd), addr(&odd), odd.len()).unwrap_err();
         let bad_root = intra::broadcast(&mut e, 5, addr(&v), 8).unwrap_err();
+        // Direct reads the executor was not allowed: an error, not a hang or a
+        // read of whatever address a peer last published.
+        let not_agreed =
+            intra::all_reduce_two_shot_direct(&mut e, addr(&v), addr(&v), 8).unwrap_err();
         (
             partial.to_string(),
             too_big.to_string(),
             bad_root.to_string(),
+            not_agreed.to_string(),
         )
     });
-    for (p, t, b) in outs {
+    for (p, t, b, d) in outs {
         assert!(p.contains("whole number"), "{p}");
         assert!(t.contains("7 bytes"), "{t}");
         assert!(b.contains("root member 5"), "{b}");
+        assert!(d.contains("cannot read the members' own buffers"), "{d}");
     }
     let _ = AddU32.element_size();
 }

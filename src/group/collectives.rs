@@ -227,7 +227,7 @@ impl ProcessGroup {
         dl: Deadline,
     ) -> std::result::Result<(), TransportError> {
         let len = buf.len();
-        let plan = plan_window(len, self.inner.two_shot_from, self.forced());
+        let plan = plan_window(len, self.inner.window_plan.two_shot_from, self.forced());
         tracing::trace!(?plan, bytes = len, "all_reduce on the window");
         if plan == WindowPlan::Line {
             return small::all_reduce(w, reducer, input, buf, dl);
@@ -242,6 +242,10 @@ impl ProcessGroup {
             e = e.sized_for(len);
         }
         match plan {
+            WindowPlan::TwoShot if self.inner.window_plan.direct => {
+                let mut e = e.reading_members_directly(true);
+                intra::all_reduce_two_shot_direct(&mut e, inp, out, len)
+            }
             WindowPlan::TwoShot => intra::all_reduce_two_shot(&mut e, inp, out, len),
             _ => intra::all_reduce_one_shot(&mut e, inp, out, len),
         }

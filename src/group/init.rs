@@ -116,33 +116,64 @@ fn connect_window(
     join_window(&window_spec, &StoreRendezvous(&*spec.store), deadline)
 }
 
-/// The size from which the window's all_reduce runs two-shot, the same on every
-/// member: the first member's (its `TUTTI_TWO_SHOT_FROM`, else the host probe's
-/// measurement, cached per host), passed to the others on the window's
-/// small-message lines (a u64 max of it and the others' zeros). Each rank deciding
-/// for itself let ranks pick different algorithms when their measurements differed
-/// (the probe is not cached while the host is busy, so every process measured its
-/// own): one-shot's post then satisfied two-shot's second wait, and both ranks hung
-/// one call later.
-pub(super) fn agree_two_shot_from(
+/// How the window's all_reduce runs, the same on every member: from which size
+/// two-shot (the first member's `TUTTI_TWO_SHOT_FROM`, else the host probe's
+/// measurement, cached per host), and whether two-shot reads the members' inputs
+/// directly (only if every member can and wants to). Passed around on the window's
+/// small-message lines: a u64 max of the first member's size and the others' zeros,
+/// and of each member's "cannot read directly" flag. Each rank deciding for itself
+/// let ranks pick different algorithms when their measurements differed (the probe
+/// is not cached while the host is busy, so every process measured its own):
+/// one-shot's post then satisfied two-shot's second wait, and both ranks hung one
+/// call later.
+pub(super) fn agree_window_plan(
     window: &Window,
     forced: Option<usize>,
+    direct: super::options::DirectReads,
     deadline: Deadline,
-) -> tutti_transport::Result<usize> {
+) -> tutti_transport::Result<WindowAgreement> {
     let n = window.members();
     if n < 2 {
-        return Ok(forced.unwrap_or(usize::MAX));
+        return Ok(WindowAgreement {
+            two_shot_from: forced.unwrap_or(usize::MAX),
+            direct: false,
+        });
     }
-    let mine: u64 = if window.index() == 0 {
+    let from: u64 = if window.index() == 0 {
         forced.unwrap_or_else(|| super::probe::window_crossover(n).two_shot_from) as u64
     } else {
         0
     };
+    let can = match direct {
+        super::options::DirectReads::Off => false,
+        super::options::DirectReads::InProcess => window.every_member_in_process(),
+        super::options::DirectReads::All => window.reads_every_member_directly(),
+    };
+    let cannot = u64::from(!can);
     let reducer = HostReducer::new(DataType::U64, ReduceOp::Max, n)
         .map_err(|e| tutti_transport::TransportError::InvalidArgument(e.to_string()))?;
-    let mut agreed = mine.to_ne_bytes();
+    let mut agreed = [0u8; 16];
+    agreed[..8].copy_from_slice(&from.to_ne_bytes());
+    agreed[8..].copy_from_slice(&cannot.to_ne_bytes());
     super::small::all_reduce(window, &reducer, None, &mut agreed, deadline)?;
-    Ok(usize::try_from(u64::from_ne_bytes(agreed)).unwrap_or(usize::MAX))
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&agreed[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    };
+    Ok(WindowAgreement {
+        two_shot_from: usize::try_from(word(0)).unwrap_or(usize::MAX),
+        direct: word(1) == 0,
+    })
+}
+
+/// What the window's members agreed on at group creation ([`agree_window_plan`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WindowAgreement {
+    /// All_reduces from this size run two-shot.
+    pub two_shot_from: usize,
+    /// Two-shot reads the members' inputs directly.
+    pub direct: bool,
 }
 
 /// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
@@ -282,8 +313,13 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
         members: layout.hosts[layout.host_of[spec.rank]].clone(),
     };
     let window = connect_window(&spec, &local, local_ranks, &abort, deadline).map_err(setup)?;
-    let two_shot_from =
-        agree_two_shot_from(&window, spec.opts.two_shot_from, deadline).map_err(setup)?;
+    let agreed = agree_window_plan(
+        &window,
+        spec.opts.two_shot_from,
+        spec.opts.window_direct,
+        deadline,
+    )
+    .map_err(setup)?;
     // Links: to every peer when some are outside the window, or when a link
     // algorithm is forced.
     let needs_links =
@@ -347,7 +383,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             subgroups: AtomicU64::new(0),
             transports,
             local_ranks,
-            two_shot_from,
+            window_plan: agreed,
             device: Default::default(),
         }),
         timeout,

@@ -62,7 +62,7 @@ pub use device_work::DeviceWork;
 pub use env::{DEFAULT_MASTER_PORT, JobEnv};
 pub use init::{default_group, destroy_default_group, init};
 pub use links::StoreRendezvous;
-pub use options::{Algo, DEFAULT_OP_TIMEOUT, GroupOptions, TransportChoice};
+pub use options::{Algo, DEFAULT_OP_TIMEOUT, DirectReads, GroupOptions, TransportChoice};
 pub use p2p::P2POp;
 pub use raw::MemoryKind;
 pub use scope::GroupScope;
@@ -118,9 +118,9 @@ struct Inner {
     /// The transport that reaches each member ("window" for the window's).
     transports: Vec<Option<&'static str>>,
     local_ranks: usize,
-    /// Window all_reduces from this size run two-shot (agreed by the window's
-    /// members at creation, [`init::agree_two_shot_from`]).
-    two_shot_from: usize,
+    /// How window all_reduces run (agreed by the window's members at creation,
+    /// [`init::agree_window_plan`]).
+    window_plan: init::WindowAgreement,
     /// Device collectives (created at the first one).
     device: device_comm::DeviceSlot,
 }

@@ -64,12 +64,47 @@ pub trait Exec {
     fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
         reduce_then_copy_out(self, dst, out, srcs, len)
     }
+    /// True when this rank reads the other members' own buffers (outside the
+    /// windows) with [`reduce_copy_out_direct`](Self::reduce_copy_out_direct). It
+    /// must be the same on every member (tutti agrees on it at group creation).
+    /// Executors that cannot say false, the default.
+    fn reads_members_directly(&self) -> bool {
+        false
+    }
+    /// Publishes `addr`, this rank's buffer for the operation, for the members'
+    /// direct reads: they may read it once this rank posts next, and are done
+    /// before they post after that.
+    fn publish(&mut self, _addr: Addr) -> Result<()> {
+        Err(no_direct_reads("publish"))
+    }
+    /// The address member `m` published for the operation.
+    fn published(&self, _m: usize) -> Result<Addr> {
+        Err(no_direct_reads("published"))
+    }
+    /// [`reduce_copy_out`](Self::reduce_copy_out) with one source per member, in
+    /// member order: `srcs[m]` is an address in member `m`'s own memory (this
+    /// rank's for `m == index()`). Same folding order, so the same bits.
+    fn reduce_copy_out_direct(
+        &mut self,
+        _dst: Addr,
+        _out: Addr,
+        _srcs: &[Addr],
+        _len: usize,
+    ) -> Result<()> {
+        Err(no_direct_reads("reduce_copy_out_direct"))
+    }
     /// The op's final step on reduced data (Avg's division, PreMulSum's scaling).
     fn finalize(&mut self, dst: Addr, len: usize) -> Result<()>;
     /// Publishes this rank's counter value.
     fn post(&mut self, value: u64) -> Result<()>;
     /// Waits until every member's counter reached `value`.
     fn wait_all(&mut self, value: u64) -> Result<()>;
+}
+
+fn no_direct_reads(what: &str) -> TransportError {
+    TransportError::Unavailable(format!(
+        "{what}: this executor does not read the members' own buffers"
+    ))
 }
 
 /// [`Exec::copy_interleaved`] one copy after the other.
@@ -104,6 +139,17 @@ const FOLD_BLOCK: usize = 16 << 10;
 /// enough streaming stores that they drain while the next block is reduced.
 const INTERLEAVE_BLOCK: usize = 8 << 10;
 
+/// Bytes of each member's source read per step of
+/// [`HostExec::reduce_copy_out_direct`] from another process (`process_vm_readv`
+/// into a scratch block, then reduced from there while it is in the cache).
+const DIRECT_BLOCK: usize = 64 << 10;
+
+thread_local! {
+    /// Scratch blocks of [`HostExec::reduce_copy_out_direct`], kept between calls so
+    /// that their pages are faulted in once.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The host executor: the window's buffers are host memory mapped in this process,
 /// copies are `memcpy`, reductions the caller's [`ByteReducer`], synchronisation the
 /// window's counters under `deadline`.
@@ -114,6 +160,7 @@ pub struct HostExec<'a> {
     deadline: Deadline,
     op: &'static str,
     stream_out: bool,
+    direct: bool,
 }
 
 impl<'a> HostExec<'a> {
@@ -133,7 +180,16 @@ impl<'a> HostExec<'a> {
             deadline,
             op,
             stream_out: false,
+            direct: false,
         }
+    }
+
+    /// Lets the algorithms read the other members' own buffers
+    /// ([`Exec::reads_members_directly`]) when `agreed` (every member must pass the
+    /// same) and this rank can read every member's memory.
+    pub fn reading_members_directly(mut self, agreed: bool) -> Self {
+        self.direct = agreed && self.window.reads_every_member_directly();
+        self
     }
 
     /// Sizes the executor for an out-of-place operation of `bytes` per rank (in
@@ -338,6 +394,74 @@ impl Exec for HostExec<'_> {
         }
         super::stream::fence();
         Ok(())
+    }
+
+    fn reads_members_directly(&self) -> bool {
+        self.direct
+    }
+
+    fn publish(&mut self, addr: Addr) -> Result<()> {
+        if !self.direct {
+            return Err(no_direct_reads(self.op));
+        }
+        self.window.publish_addr(addr as u64);
+        Ok(())
+    }
+
+    fn published(&self, m: usize) -> Result<Addr> {
+        if !self.direct || m >= self.window.members() {
+            return Err(no_direct_reads(self.op));
+        }
+        Ok(self.window.published_addr(m) as Addr)
+    }
+
+    fn reduce_copy_out_direct(
+        &mut self,
+        dst: Addr,
+        out: Addr,
+        srcs: &[Addr],
+        len: usize,
+    ) -> Result<()> {
+        let (n, me) = (self.window.members(), self.window.index());
+        if !self.direct || srcs.len() != n {
+            return Err(TransportError::InvalidArgument(format!(
+                "{}: a direct reduction takes one source per member ({n}), got {}",
+                self.op,
+                srcs.len()
+            )));
+        }
+        let remote: Vec<usize> = (0..n)
+            .filter(|&m| m != me && !self.window.reads_in_process(m))
+            .collect();
+        if remote.is_empty() {
+            // Threads of this process: the members' buffers are plain addresses.
+            return self.reduce_copy_out(dst, out, srcs, len);
+        }
+        let elem = self.elem.max(1);
+        let block = (DIRECT_BLOCK / elem * elem).max(elem);
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let need = remote.len() * block;
+            if scratch.len() < need {
+                scratch.resize(need, 0);
+            }
+            let mut at: Vec<Addr> = srcs.to_vec();
+            let mut off = 0;
+            while off < len {
+                let k = block.min(len - off);
+                for (m, a) in at.iter_mut().enumerate() {
+                    *a = srcs[m] + off;
+                }
+                for (j, &m) in remote.iter().enumerate() {
+                    let slot = &mut scratch[j * block..j * block + k];
+                    self.window.read_directly(m, (srcs[m] + off) as u64, slot)?;
+                    at[m] = slot.as_ptr() as Addr;
+                }
+                self.reduce_copy_out(dst + off, out + off, &at, k)?;
+                off += k;
+            }
+            Ok(())
+        })
     }
 
     fn finalize(&mut self, dst: Addr, len: usize) -> Result<()> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// "tuttiw1\0", little-endian.
 pub(crate) const MAGIC: u64 = 0x0031_7769_7474_7574;
 /// Layout version; a mismatch between ranks is a setup error.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const PAGE: usize = 4096;
 /// Spacing of control words.
 pub(crate) const BLOCK: usize = 128;
@@ -46,7 +46,16 @@ pub(crate) struct Header {
     /// Address, in the owner's process, of a word peers read once with
     /// `process_vm_readv` to learn whether they may read the owner's memory directly.
     pub probe_addr: AtomicU64,
+    /// Address, in the owner's process, of its buffer for the current operation,
+    /// for the members that read it directly (two-shot all_reduce reading the
+    /// members' inputs); written by the owner before it posts, read after that
+    /// post. In its own block: the owner writes it every operation.
+    pub op_addr: OwnBlock<AtomicU64>,
 }
+
+/// A word alone in a 128-byte block (see the module's note on control words).
+#[repr(C, align(128))]
+pub(crate) struct OwnBlock<T>(pub T);
 
 /// A small-message line: the payload and the sequence number that publishes it, in one
 /// cache line, so that a reader gets both with one transfer.

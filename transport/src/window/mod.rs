@@ -562,6 +562,31 @@ impl Window {
         self.direct.get(m) == Some(&Direct::SameProcess)
     }
 
+    /// True when this rank can read every other member's private memory directly.
+    pub fn reads_every_member_directly(&self) -> bool {
+        (0..self.members()).all(|m| self.can_read_directly(m))
+    }
+
+    /// True when every member is a thread of this process.
+    pub fn every_member_in_process(&self) -> bool {
+        (0..self.members()).all(|m| self.reads_in_process(m))
+    }
+
+    /// Publishes `addr`, the address of this rank's buffer for the current operation,
+    /// for the members that read it directly: they read it after this rank's next
+    /// [`post`](Self::post).
+    pub fn publish_addr(&self, addr: u64) {
+        header(&self.regions[self.index])
+            .op_addr
+            .0
+            .store(addr, Ordering::Release);
+    }
+
+    /// The address member `m` last published with [`publish_addr`](Self::publish_addr).
+    pub fn published_addr(&self, m: usize) -> u64 {
+        header(&self.regions[m]).op_addr.0.load(Ordering::Acquire)
+    }
+
     /// Copies `out.len()` bytes from address `addr` of member `m`'s memory into `out`
     /// (one copy: plain loads between threads, `process_vm_readv` between processes).
     /// The member must keep those bytes unchanged until it learns the copy is done.
