@@ -30,7 +30,7 @@ pub mod testdata;
 pub mod validate;
 
 pub use error::{Error, Result};
-pub use group::{DirectReads, GroupOptions, ProcessGroup, Work, init};
+pub use group::{DirectReads, GroupOptions, ProcessGroup, SharedBuffer, Work, init};
 /// The data model, re-exported from `tutti-core`.
 pub use tutti_core::{DataType, Element, F8E4M3, F8E5M2, Finalize, ReduceOp, StepOp, convert};
 /// The same-host window algorithms, re-exported.

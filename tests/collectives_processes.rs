@@ -84,9 +84,22 @@ matrix_test!(single_process_group, 1, "auto", "ring", Level::Full);
 /// Rank 2 of 4 kills itself 30 ms into a stream of 64 MiB all_reduces: the others
 /// must fail within 5 s naming it, and refuse further operations.
 fn sigkill_mid_all_reduce(name: &str, env: &[(&str, String)]) {
+    sigkill_mid_all_reduce_on(name, env, false)
+}
+
+fn sigkill_mid_all_reduce_on(name: &str, env: &[(&str, String)], shared: bool) {
     if let Some(rank) = ranks::worker_rank() {
         let g = group();
-        let mut buf = vec![1.0f32; 16 << 20];
+        let mut shared_buf;
+        let mut heap_buf;
+        let buf: &mut [f32] = if shared {
+            shared_buf = g.alloc_shared::<f32>(16 << 20).unwrap();
+            shared_buf.fill(1.0);
+            &mut shared_buf
+        } else {
+            heap_buf = vec![1.0f32; 16 << 20];
+            &mut heap_buf
+        };
         g.barrier().unwrap();
         if rank == 2 {
             // Die in the middle of the all_reduce.
@@ -102,7 +115,7 @@ fn sigkill_mid_all_reduce(name: &str, env: &[(&str, String)]) {
         let start = Instant::now();
         let mut last = Ok(());
         for _ in 0..50 {
-            last = g.all_reduce(&mut buf, ReduceOp::Sum);
+            last = g.all_reduce(buf, ReduceOp::Sum);
             if last.is_err() {
                 break;
             }
@@ -173,6 +186,131 @@ fn sigkill_of_one_rank_mid_all_reduce_reading_the_members_directly() {
     );
 }
 
+#[test]
+fn sigkill_of_one_rank_mid_all_reduce_on_shared_buffers() {
+    sigkill_mid_all_reduce_on(
+        "sigkill_of_one_rank_mid_all_reduce_on_shared_buffers",
+        &env("auto", ""),
+        true,
+    );
+}
+
+/// Buffers from `alloc_shared`: all_reduce in and out of place reads the peers'
+/// blocks where they lie; float sums bit-identical to the rank-order fold at sizes
+/// below the direct path (copying), of one and of several window rounds; a call
+/// where one rank's input is an ordinary `Vec` falls back to copying on every rank;
+/// nothing is left in /dev/shm once the allocation returned.
+#[test]
+fn shared_buffers_all_reduce_in_rank_order_and_leave_nothing_in_dev_shm() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group();
+        let n = g.size();
+        let value = |r: usize, i: usize| ((r * 7919 + i * 104_729) % 10_007) as f32 * 1.0e-3 + 0.1;
+        let max = (640 << 10) + 1;
+        let mut input = g.alloc_shared::<f32>(max).unwrap();
+        let mut output = g.alloc_shared::<f32>(max + 5).unwrap();
+        assert_eq!((input.len(), output.len()), (max, max + 5));
+        assert!(input.iter().all(|&x| x == 0.0), "zero-filled");
+        let mine = format!("tutti-{}-", std::process::id());
+        let left: Vec<String> = tutti::transport::shm::list_segments()
+            .into_iter()
+            .filter(|s| s.starts_with(&mine) && s.contains("shared"))
+            .collect();
+        assert!(left.is_empty(), "segment names left behind: {left:?}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for count in [1000, 16 << 10, (128 << 10) + 3, max] {
+            let want: Vec<f32> = (0..count)
+                .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
+                .collect();
+            for (i, x) in input[..count].iter_mut().enumerate() {
+                *x = value(rank, i);
+            }
+            g.all_reduce_into(&input[..count], &mut output[..count], ReduceOp::Sum)
+                .unwrap();
+            assert!(
+                bits(&output[..count]) == bits(&want),
+                "out of place, {count}, rank {rank}"
+            );
+            assert!(
+                input[..count]
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &x)| x == value(rank, i))
+            );
+            // In place, at an offset into the block.
+            let off = 5;
+            for (i, x) in output[off..off + count].iter_mut().enumerate() {
+                *x = value(rank, i);
+            }
+            g.all_reduce(&mut output[off..off + count], ReduceOp::Sum)
+                .unwrap();
+            assert!(
+                bits(&output[off..off + count]) == bits(&want),
+                "in place, {count}, rank {rank}"
+            );
+            // Rank 1's input an ordinary Vec: every rank copies instead.
+            let private: Vec<f32> = (0..count).map(|i| value(rank, i)).collect();
+            let src: &[f32] = if rank == 1 { &private } else { &input[..count] };
+            g.all_reduce_into(src, &mut output[..count], ReduceOp::Sum)
+                .unwrap();
+            assert!(
+                bits(&output[..count]) == bits(&want),
+                "mixed, {count}, rank {rank}"
+            );
+        }
+        // Dropping a buffer on every rank leaves the others working.
+        drop(input);
+        let mut v = vec![rank as u64 + 1; 300 << 10];
+        g.all_reduce(&mut v, ReduceOp::Sum).unwrap();
+        assert!(v.iter().all(|&x| x == (1..=n as u64).sum::<u64>()));
+        return;
+    }
+    let _serial = ranks::serial();
+    let mut e = env("auto", "");
+    e.push(("TUTTI_TIMEOUT_SECS", "30".to_string()));
+    for n in [2, 3] {
+        ranks::run_ranks(
+            "shared_buffers_all_reduce_in_rank_order_and_leave_nothing_in_dev_shm",
+            n,
+            &e,
+            Duration::from_secs(120),
+        );
+    }
+}
+
+/// Ranks that allocate different sizes get an error naming the sizes, not a hang.
+#[test]
+fn shared_allocations_of_different_sizes_are_an_error() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group().with_timeout(Duration::from_secs(10));
+        let len = if rank == 0 { 1000 } else { 100_000 };
+        let err = g.alloc_shared::<f32>(len).unwrap_err().to_string();
+        assert!(
+            err.contains("every rank must allocate the same size"),
+            "{err}"
+        );
+        let huge = group_overflow(&g);
+        assert!(huge.contains("overflow"), "{huge}");
+        if rank == 0 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        return;
+    }
+    let _serial = ranks::serial();
+    ranks::run_ranks(
+        "shared_allocations_of_different_sizes_are_an_error",
+        2,
+        &env("auto", ""),
+        Duration::from_secs(60),
+    );
+}
+
+fn group_overflow(g: &ProcessGroup) -> String {
+    g.alloc_shared::<f64>(usize::MAX / 4)
+        .unwrap_err()
+        .to_string()
+}
+
 /// Two-shot reading the other processes' inputs with `process_vm_readv`
 /// (`TUTTI_WINDOW_DIRECT=all`): float sums bit-identical to the rank-order fold, in
 /// and out of place, sizes of one to several window rounds; then the same with one
@@ -183,7 +321,7 @@ fn direct_reads_between_processes_fold_in_rank_order() {
         let g = group();
         let n = g.size();
         let value = |r: usize, i: usize| ((r * 7919 + i * 104_729) % 10_007) as f32 * 1.0e-3 + 0.1;
-        for count in [16 << 10, (128 << 10) + 3, (640 << 10) + 1] {
+        for count in [16 << 10, (64 << 10) + 5, (128 << 10) + 3, (640 << 10) + 1] {
             let input: Vec<f32> = (0..count).map(|i| value(rank, i)).collect();
             let want: Vec<f32> = (0..count)
                 .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))

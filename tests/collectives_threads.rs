@@ -167,3 +167,56 @@ fn hierarchical_on_pretend_hosts() {
         eprintln!("hosts {hosts:?} {algo:?}: {:?}", start.elapsed());
     }
 }
+
+/// Two-shot all_reduces large enough to read the other thread ranks' inputs directly
+/// (the default between threads), the same with direct reads off, and on buffers
+/// from `alloc_shared`: float sums bit-identical to the rank-order fold, in and out
+/// of place, with window buffers small enough for several rounds.
+#[test]
+fn window_direct_reads_between_threads_fold_in_rank_order() {
+    use tutti::{DirectReads, ReduceOp};
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for n in [2, 3, 4] {
+        for direct in [DirectReads::InProcess, DirectReads::Off] {
+            let o = GroupOptions {
+                algo: Some(Algo::TwoShot),
+                window_bytes: Some(64 << 10),
+                window_direct: direct,
+                timeout: Duration::from_secs(120),
+                ..GroupOptions::default()
+            };
+            ProcessGroup::run_threads(n, o, move |g| {
+                let (rank, n) = (g.rank(), g.size());
+                let value =
+                    |r: usize, i: usize| ((r * 7919 + i * 104_729) % 10_007) as f32 * 1.0e-3 + 0.1;
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let mut shared = g.alloc_shared::<f32>(300_001).unwrap();
+                for count in [(64 << 10) + 7, 300_001] {
+                    let want: Vec<f32> = (0..count)
+                        .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
+                        .collect();
+                    let input: Vec<f32> = (0..count).map(|i| value(rank, i)).collect();
+                    let mut out = vec![0f32; count];
+                    g.all_reduce_into(&input, &mut out, ReduceOp::Sum).unwrap();
+                    assert!(
+                        bits(&out) == bits(&want),
+                        "{direct:?} n={n} out of place {count}"
+                    );
+                    let mut buf = input.clone();
+                    g.all_reduce(&mut buf, ReduceOp::Sum).unwrap();
+                    assert!(
+                        bits(&buf) == bits(&want),
+                        "{direct:?} n={n} in place {count}"
+                    );
+                    shared[..count].copy_from_slice(&input);
+                    g.all_reduce(&mut shared[..count], ReduceOp::Sum).unwrap();
+                    assert!(
+                        bits(&shared[..count]) == bits(&want),
+                        "{direct:?} n={n} shared {count}"
+                    );
+                }
+            })
+            .unwrap();
+        }
+    }
+}

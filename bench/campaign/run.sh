@@ -10,7 +10,8 @@
 # configurations: shm and tcp, 2 and 4 ranks. Results land in $OUT (default
 # bench/campaign/out-<date>); summarize.py turns them into the side-by-side table.
 # CONFIGS="shm-2 shm-4" limits tutti's configurations and PEER_CFGS="openmpi-shm-2
-# mpich-shm-2" the peers' (names of run_all.sh's results).
+# mpich-shm-2" the peers' (names of run_all.sh's results). shmR-2 and shmR-4 run
+# shared memory with the buffers in alloc_shared memory (tutti-bench -R 1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,6 +34,11 @@ source "$here/sizes.sh"
 
 tutti_cfg() { # name transport nranks
     local name=$1 transport=$2 n=$3 f="$OUT/tutti-$1.rep$REP.txt"
+    local TUTTI_BENCH_FLAGS=""
+    if [[ $transport == *R ]]; then
+        transport=${transport%R}
+        TUTTI_BENCH_FLAGS="-R 1"
+    fi
     settle
     log "tutti $name rep $REP"
     {

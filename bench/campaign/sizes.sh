@@ -1,8 +1,8 @@
 # bench/campaign/sizes.sh - sourced by run.sh and tcp.sh: tutti's all_reduce at the
 # campaign's sizes.
 #
-# `tutti_sizes NRANKS COMMAND...` runs `COMMAND... all_reduce` (float32 sum, time =
-# max over ranks) at 8 B and 64 KiB .. 256 MiB (x4). The iteration counts time every
+# `tutti_sizes NRANKS COMMAND...` runs `COMMAND... all_reduce $TUTTI_BENCH_FLAGS`
+# (float32 sum, time = max over ranks) at 8 B and 64 KiB .. 256 MiB (x4). The iteration counts time every
 # size for about 0.1 s or more, as the peers' harness does (mpi_allreduce.c and
 # gloo_allreduce.py: 0.5 s per size, at most 10000 iterations; tcp_bounds: 1 s).
 # With the counts used until 2026-11-30 (400 or 1000 at 64 KiB .. 1 MiB) tutti's
@@ -18,7 +18,8 @@
 tutti_sizes() {
     local n=$1
     shift
-    local run=("$@" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress)
+    # shellcheck disable=SC2206 # TUTTI_BENCH_FLAGS: extra flags, split on spaces
+    local run=("$@" all_reduce --nranks "$n" -d float -o sum -a 3 --no-progress ${TUTTI_BENCH_FLAGS:-})
     "${run[@]}" -b 8 -e 8 -n 20000 -w 20000
     "${run[@]}" -b 64K -e 64K -n 10000 -w 50
     "${run[@]}" -b 256K -e 1M -f 4 -n 2000 -w 20

@@ -37,8 +37,10 @@ sizes = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20]
 
 def label(b):
     return f'{b >> 20}MiB' if b >= 1 << 20 else f'{b >> 10}KiB'
-configs = ['shm-2', 'shm-4', 'tcp-2', 'tcp-4']
+# shmR: shared memory with the buffers from alloc_shared (tutti-bench -R 1).
+configs = ['shm-2', 'shm-4', 'shmR-2', 'shmR-4', 'tcp-2', 'tcp-4']
 peer_map = {'shm-2': ['openmpi-shm-2', 'mpich-shm-2'], 'shm-4': ['openmpi-shm-4', 'mpich-shm-4'],
+            'shmR-2': ['openmpi-shm-2', 'mpich-shm-2'], 'shmR-4': ['openmpi-shm-4', 'mpich-shm-4'],
             'tcp-2': ['openmpi-tcp-2', 'mpich-tcp-2', 'gloo-tcp-2'], 'tcp-4': ['openmpi-tcp-4', 'mpich-tcp-4', 'gloo-tcp-4']}
 
 def med(xs):
@@ -53,6 +55,8 @@ print('|---|---|---|' + '---|' * len(sizes))
 table = {}
 for cfg in configs:
     files = sorted(glob.glob(os.path.join(out, f'tutti-{cfg}.rep*.txt')))
+    if not files:
+        continue
     runs = [tutti_rows(f) for f in files]
     lat = med([r.get(8, (None, None))[0] for r in runs])
     bws = [med([r.get(s, (None, None))[1] for r in runs]) for s in sizes]

@@ -141,6 +141,13 @@ pub struct Cli {
     #[arg(short = 'z', long = "blocking", default_value_t = 0, num_args = 0..=1, default_missing_value = "1")]
     pub blocking: u32,
 
+    /// Buffer registration (nccl-tests' `-R`): 0 ordinary memory; 1 or 2 the send,
+    /// receive and scratch buffers in memory every rank of the host maps
+    /// (`ProcessGroup::alloc_shared`, NCCL's symmetric registration), so that the
+    /// ranks read each other's data where it lies.
+    #[arg(short = 'R', long = "local_register", alias = "register", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=2))]
+    pub register: u32,
+
     /// Time reported across ranks: 0 rank 0's, 1 the mean, 2 the minimum, 3 the maximum.
     #[arg(short = 'a', long = "average", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=3))]
     pub average: u32,

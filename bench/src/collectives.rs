@@ -164,27 +164,63 @@ pub fn bandwidths(coll: Collective, bytes: u64, seconds: f64, n: usize) -> (f64,
 }
 
 /// The buffers of one collective's run, sized for its largest size.
-pub struct Buffers<T> {
+pub struct Buffers<T: TestElem> {
     /// Send buffer (out of place).
-    pub send: Vec<T>,
+    pub send: Mem<T>,
     /// Receive buffer (and the in-place buffer).
-    pub recv: Vec<T>,
+    pub recv: Mem<T>,
     /// Staging for the in-place variants (see the module docs).
-    pub scratch: Vec<T>,
+    pub scratch: Mem<T>,
+}
+
+/// Where a benchmark buffer lives: ordinary heap memory, or memory every rank of the
+/// host maps (`-R`, [`ProcessGroup::alloc_shared`]).
+pub enum Mem<T: TestElem> {
+    /// A `Vec`.
+    Heap(Vec<T>),
+    /// A shared allocation.
+    Shared(tutti::SharedBuffer<T>),
+}
+
+impl<T: TestElem> std::ops::Deref for Mem<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Mem::Heap(v) => v,
+            Mem::Shared(s) => s,
+        }
+    }
+}
+
+impl<T: TestElem> std::ops::DerefMut for Mem<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Mem::Heap(v) => v,
+            Mem::Shared(s) => s,
+        }
+    }
 }
 
 impl<T: TestElem> Buffers<T> {
     /// Buffers for the largest of `layouts` (the receive buffer also holds the
-    /// in-place input, so it is as large as both).
-    pub fn new(layouts: &[Layout]) -> Self {
+    /// in-place input, so it is as large as both), in shared allocations of `pg`
+    /// when `shared` (collective: every rank passes the same).
+    pub fn new(pg: &ProcessGroup, layouts: &[Layout], shared: bool) -> tutti::Result<Self> {
         let send = layouts.iter().map(|l| l.send).max().unwrap_or(0);
-        let recv = layouts.iter().map(|l| l.recv).max().unwrap_or(0);
+        let recv = send.max(layouts.iter().map(|l| l.recv).max().unwrap_or(0));
         let zero = <T as bytemuck::Zeroable>::zeroed();
-        Buffers {
-            send: vec![zero; send],
-            recv: vec![zero; send.max(recv)],
-            scratch: vec![zero; send.max(recv)],
-        }
+        let mem = |len: usize| -> tutti::Result<Mem<T>> {
+            Ok(if shared {
+                Mem::Shared(pg.alloc_shared::<T>(len)?)
+            } else {
+                Mem::Heap(vec![zero; len])
+            })
+        };
+        Ok(Buffers {
+            send: mem(send)?,
+            recv: mem(recv)?,
+            scratch: mem(recv)?,
+        })
     }
 }
 

@@ -350,7 +350,7 @@ impl Bench<'_> {
         };
         let sizes = cli.sizes();
         let layouts: Vec<_> = sizes.iter().map(|&b| coll.layout(b, elem, n)).collect();
-        let mut b = Buffers::<T>::new(&layouts);
+        let mut b = Buffers::<T>::new(pg, &layouts, cli.register > 0)?;
         if let Some(g) = &self.gpu {
             self.dbufs = Some(DeviceBuffers::new(g, &layouts, elem)?);
         }

@@ -281,6 +281,31 @@ fn check_catches_a_wrong_result() {
     }
 }
 
+/// `-R 1`: every buffer in `alloc_shared` memory, every collective still checked
+/// element by element (all_reduce from 256 KiB reads the peers' buffers in place).
+#[test]
+fn registered_buffers_pass_the_check() {
+    for coll in ["all_reduce", "all_gather", "reduce_scatter", "send_recv"] {
+        let out = ok(&[
+            coll, "--nranks", "3", "-b", "4K", "-e", "1M", "-f", "16", "-n", "2", "-w", "1", "-R",
+            "1",
+        ]);
+        let rows = rows(&out);
+        assert_eq!(rows.len(), 3, "{coll}:\n{out}");
+        for r in &rows {
+            assert_eq!(
+                (r.halves[0].3.as_str(), r.halves[1].3.as_str()),
+                ("0", "0"),
+                "{coll}:\n{out}"
+            );
+        }
+        assert!(
+            out.contains("# Out of bounds values : 0 OK"),
+            "{coll}:\n{out}"
+        );
+    }
+}
+
 #[test]
 fn check_holds_for_other_types_and_ops() {
     for (d, o) in [

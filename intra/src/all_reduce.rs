@@ -110,7 +110,9 @@ pub fn all_reduce_two_shot(e: &mut dyn Exec, input: Addr, output: Addr, len: usi
 }
 
 /// Two-shot without the copy-in, for executors that read the members' own buffers
-/// ([`Exec::reads_members_directly`]): every rank publishes its input, then, in
+/// ([`Exec::reads_members_directly`]; [`all_reduce_two_shot`] after one more
+/// synchronisation when some member's input cannot be read directly this time):
+/// every rank publishes its input, then, in
 /// rounds of up to a window buffer, reduces its slice of the round's piece straight
 /// from every member's input (in rank order) into its window and `output`, posts,
 /// and copies every other member's reduced slice from their windows into `output`.
@@ -144,14 +146,20 @@ pub fn all_reduce_two_shot_direct(
     if len == 0 {
         return Ok(());
     }
-    // A round without buffer writes: every member's input address.
+    // A round without buffer writes: where every member's input lies. If some
+    // member's cannot be read directly (every member sees the same), all copy.
     let (_, v) = e.begin_round();
-    e.publish(input)?;
+    e.publish(input, len)?;
     e.post(v + 1)?;
     e.wait_all(v + 1)?;
+    // This rank's own input too: the others decide from what it published, and so
+    // must this rank.
     let mut inputs = Addrs::of(n, |_| 0);
     for m in 0..n {
-        inputs.set(m, if m == me { input } else { e.published(m)? });
+        match e.published(m, len)? {
+            Some(a) => inputs.set(m, if m == me { input } else { a }),
+            None => return all_reduce_two_shot(e, input, output, len),
+        }
     }
     let other = |i: usize| if i < me { i } else { i + 1 };
     let step = whole(e.buffer_bytes(), elem);

@@ -384,6 +384,7 @@ pub(crate) fn build(spec: Spec) -> Result<ProcessGroup> {
             transports,
             local_ranks,
             window_plan: agreed,
+            shared: Default::default(),
             device: Default::default(),
         }),
         timeout,

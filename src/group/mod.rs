@@ -43,6 +43,7 @@ mod paths;
 pub mod probe;
 mod raw;
 mod scope;
+mod shared;
 mod small;
 mod subgroup;
 mod tuner;
@@ -66,6 +67,7 @@ pub use options::{Algo, DEFAULT_OP_TIMEOUT, DirectReads, GroupOptions, Transport
 pub use p2p::P2POp;
 pub use raw::MemoryKind;
 pub use scope::GroupScope;
+pub use shared::SharedBuffer;
 pub use tuner::{LinkCost, Plan, pick_chunk, plan_all_reduce};
 pub use work::Work;
 
@@ -121,6 +123,8 @@ struct Inner {
     /// How window all_reduces run (agreed by the window's members at creation,
     /// [`init::agree_window_plan`]).
     window_plan: init::WindowAgreement,
+    /// This rank's shared allocations ([`ProcessGroup::alloc_shared`]).
+    shared: tutti_transport::window::SharedRegistry,
     /// Device collectives (created at the first one).
     device: device_comm::DeviceSlot,
 }

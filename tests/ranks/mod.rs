@@ -101,17 +101,23 @@ pub fn run_ranks(name: &str, n: usize, env: &[(&str, String)], timeout: Duration
     outs
 }
 
-/// Asserts that every rank succeeded.
+/// Asserts that every rank succeeded, showing every failed rank's output (the
+/// first to fail is often not the one that went wrong).
 pub fn check_success(name: &str, outs: &[Output]) {
-    for (r, o) in outs.iter().enumerate() {
-        assert!(
-            o.status.success(),
-            "{name}: rank {r} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let failed: Vec<String> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(r, o)| {
+            format!(
+                "rank {r} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .collect();
+    assert!(failed.is_empty(), "{name}: {}", failed.join("\n"));
 }
 
 /// The job's TCP store from a rank worker: rank 0 serves it.

@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::Window;
+use super::shared::{Placement, SharedRegistry};
 use crate::{ByteReducer, Deadline, ReduceError, Result, TransportError};
 
 /// An address in the executor's memory (a host pointer, or a device pointer).
@@ -64,21 +65,26 @@ pub trait Exec {
     fn reduce_copy_out(&mut self, dst: Addr, out: Addr, srcs: &[Addr], len: usize) -> Result<()> {
         reduce_then_copy_out(self, dst, out, srcs, len)
     }
-    /// True when this rank reads the other members' own buffers (outside the
-    /// windows) with [`reduce_copy_out_direct`](Self::reduce_copy_out_direct). It
-    /// must be the same on every member (tutti agrees on it at group creation).
-    /// Executors that cannot say false, the default.
+    /// True when this rank may try to read the other members' own buffers (outside
+    /// the windows): then [`publish`](Self::publish) and
+    /// [`published`](Self::published) say, per operation, whether it can. It must
+    /// be the same on every member (tutti decides it from what the members agreed
+    /// at group creation and from their count of shared allocations). Executors
+    /// that cannot say false, the default.
     fn reads_members_directly(&self) -> bool {
         false
     }
-    /// Publishes `addr`, this rank's buffer for the operation, for the members'
-    /// direct reads: they may read it once this rank posts next, and are done
-    /// before they post after that.
-    fn publish(&mut self, _addr: Addr) -> Result<()> {
+    /// Publishes `len` bytes at `addr`, this rank's buffer for the operation, for
+    /// the members' direct reads: they may read it once this rank posts next, and
+    /// are done before they post after that.
+    fn publish(&mut self, _addr: Addr, _len: usize) -> Result<()> {
         Err(no_direct_reads("publish"))
     }
-    /// The address member `m` published for the operation.
-    fn published(&self, _m: usize) -> Result<Addr> {
+    /// Where this rank reads the `len` bytes member `m` published for the operation
+    /// (after that member's post), or `None` when it cannot read them directly.
+    /// Every member gets the same answer for the same member, this rank included
+    /// for its own (`m == index()`).
+    fn published(&mut self, _m: usize, _len: usize) -> Result<Option<Addr>> {
         Err(no_direct_reads("published"))
     }
     /// [`reduce_copy_out`](Self::reduce_copy_out) with one source per member, in
@@ -161,6 +167,18 @@ pub struct HostExec<'a> {
     op: &'static str,
     stream_out: bool,
     direct: bool,
+    shared: Option<&'a SharedRegistry>,
+    /// How this operation reads each member's published buffer.
+    sources: Vec<Source>,
+}
+
+/// How [`HostExec`] reads a member's published buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// Plain loads: a thread of this process, or a shared block mapped here.
+    Loads,
+    /// `process_vm_readv` into a scratch block.
+    Kernel,
 }
 
 impl<'a> HostExec<'a> {
@@ -181,7 +199,16 @@ impl<'a> HostExec<'a> {
             op,
             stream_out: false,
             direct: false,
+            shared: None,
+            sources: Vec::new(),
         }
+    }
+
+    /// Lets the algorithms read the members' buffers that lie in `registry`'s shared
+    /// allocations (every member must pass its own registry of the same allocations).
+    pub fn with_shared(mut self, registry: &'a SharedRegistry) -> Self {
+        self.shared = Some(registry);
+        self
     }
 
     /// Lets the algorithms read the other members' own buffers
@@ -397,22 +424,45 @@ impl Exec for HostExec<'_> {
     }
 
     fn reads_members_directly(&self) -> bool {
-        self.direct
+        self.direct || self.shared.is_some_and(|r| r.allocations() > 0)
     }
 
-    fn publish(&mut self, addr: Addr) -> Result<()> {
-        if !self.direct {
+    fn publish(&mut self, addr: Addr, len: usize) -> Result<()> {
+        if !self.reads_members_directly() {
             return Err(no_direct_reads(self.op));
         }
-        self.window.publish_addr(addr as u64);
+        // Between threads every buffer is readable by address.
+        let at = match self.shared {
+            Some(r) if !self.window.every_member_in_process() => r.place(addr, len),
+            _ => Placement::Private,
+        };
+        self.window.publish_source(at, addr as u64);
         Ok(())
     }
 
-    fn published(&self, m: usize) -> Result<Addr> {
-        if !self.direct || m >= self.window.members() {
+    fn published(&mut self, m: usize, len: usize) -> Result<Option<Addr>> {
+        let n = self.window.members();
+        if !self.reads_members_directly() || m >= n {
             return Err(no_direct_reads(self.op));
         }
-        Ok(self.window.published_addr(m) as Addr)
+        if self.sources.len() != n {
+            self.sources = vec![Source::Loads; n];
+        }
+        let (id, v) = self.window.published_source(m);
+        let found = match id {
+            // In a shared block every member maps: plain loads.
+            Some(id) => self
+                .shared
+                .and_then(|r| r.resolve(id, m, v, len))
+                .map(|a| (a, Source::Loads)),
+            None if !self.direct => None,
+            None if self.window.reads_in_process(m) => Some((v as Addr, Source::Loads)),
+            None => Some((v as Addr, Source::Kernel)),
+        };
+        Ok(found.map(|(a, how)| {
+            self.sources[m] = how;
+            a
+        }))
     }
 
     fn reduce_copy_out_direct(
@@ -423,7 +473,10 @@ impl Exec for HostExec<'_> {
         len: usize,
     ) -> Result<()> {
         let (n, me) = (self.window.members(), self.window.index());
-        if !self.direct || srcs.len() != n {
+        if !self.reads_members_directly() {
+            return Err(no_direct_reads(self.op));
+        }
+        if srcs.len() != n {
             return Err(TransportError::InvalidArgument(format!(
                 "{}: a direct reduction takes one source per member ({n}), got {}",
                 self.op,
@@ -431,10 +484,11 @@ impl Exec for HostExec<'_> {
             )));
         }
         let remote: Vec<usize> = (0..n)
-            .filter(|&m| m != me && !self.window.reads_in_process(m))
+            .filter(|&m| m != me && self.sources.get(m) == Some(&Source::Kernel))
             .collect();
         if remote.is_empty() {
-            // Threads of this process: the members' buffers are plain addresses.
+            // Threads of this process, or shared blocks every member maps: the
+            // members' buffers are plain addresses here.
             return self.reduce_copy_out(dst, out, srcs, len);
         }
         let elem = self.elem.max(1);

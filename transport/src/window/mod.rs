@@ -16,6 +16,7 @@
 mod exec;
 mod layout;
 pub mod ring;
+mod shared;
 mod stream;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use std::time::Duration;
 pub use exec::{Addr, Exec, HostExec, Move};
 pub use layout::LINE_PAYLOAD;
 use layout::{Header, Layout, MAGIC, PAGE, SmallLine, VERSION};
+pub use shared::{SharedBuf, SharedRegistry};
 
 use crate::liveness::{self, Liveness};
 use crate::shm::{Region, segment};
@@ -572,19 +574,26 @@ impl Window {
         (0..self.members()).all(|m| self.reads_in_process(m))
     }
 
-    /// Publishes `addr`, the address of this rank's buffer for the current operation,
-    /// for the members that read it directly: they read it after this rank's next
+    /// Publishes where this rank's buffer for the current operation lies, for the
+    /// members that read it directly: they read it after this rank's next
     /// [`post`](Self::post).
-    pub fn publish_addr(&self, addr: u64) {
-        header(&self.regions[self.index])
-            .op_addr
-            .0
-            .store(addr, Ordering::Release);
+    pub(crate) fn publish_source(&self, at: shared::Placement, addr: u64) {
+        let (a, b) = match at {
+            shared::Placement::Shared { id, offset } => (id + 1, offset),
+            shared::Placement::Private => (0, addr),
+        };
+        let w = &header(&self.regions[self.index]).op_source.0;
+        w[0].store(a, Ordering::Relaxed);
+        w[1].store(b, Ordering::Release);
     }
 
-    /// The address member `m` last published with [`publish_addr`](Self::publish_addr).
-    pub fn published_addr(&self, m: usize) -> u64 {
-        header(&self.regions[m]).op_addr.0.load(Ordering::Acquire)
+    /// What member `m` last published with [`publish_source`](Self::publish_source):
+    /// the shared allocation and offset, or the private address.
+    pub(crate) fn published_source(&self, m: usize) -> (Option<u64>, u64) {
+        let w = &header(&self.regions[m]).op_source.0;
+        let b = w[1].load(Ordering::Acquire);
+        let a = w[0].load(Ordering::Relaxed);
+        (a.checked_sub(1), b)
     }
 
     /// Copies `out.len()` bytes from address `addr` of member `m`'s memory into `out`
