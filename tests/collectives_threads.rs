@@ -171,7 +171,8 @@ fn hierarchical_on_pretend_hosts() {
 /// Two-shot all_reduces large enough to read the other thread ranks' inputs directly
 /// (the default between threads), the same with direct reads off, and on buffers
 /// from `alloc_shared`: float sums bit-identical to the rank-order fold, in and out
-/// of place, with window buffers small enough for several rounds.
+/// of place, with window buffers small enough for several rounds; then
+/// reduce_scatter and all_gather large enough to read directly.
 #[test]
 fn window_direct_reads_between_threads_fold_in_rank_order() {
     use tutti::{DirectReads, ReduceOp};
@@ -213,6 +214,28 @@ fn window_direct_reads_between_threads_fold_in_rank_order() {
                     assert!(
                         bits(&shared[..count]) == bits(&want),
                         "{direct:?} n={n} shared {count}"
+                    );
+                }
+                // reduce_scatter and all_gather of 300 000 floats per rank.
+                let block = 100_000;
+                let input: Vec<f32> = (0..n * block).map(|i| value(rank, i)).collect();
+                let mut mine = vec![0f32; block];
+                g.reduce_scatter(&input, &mut mine, ReduceOp::Sum).unwrap();
+                let want: Vec<f32> = (rank * block..(rank + 1) * block)
+                    .map(|i| (1..n).fold(value(0, i), |acc, r| acc + value(r, i)))
+                    .collect();
+                assert!(
+                    bits(&mine) == bits(&want),
+                    "{direct:?} n={n} reduce_scatter"
+                );
+                let piece: Vec<f32> = (0..3 * block).map(|i| value(rank, i)).collect();
+                let mut all = vec![0f32; n * 3 * block];
+                g.all_gather(&piece, &mut all).unwrap();
+                for m in 0..n {
+                    let got = &all[m * 3 * block..(m + 1) * 3 * block];
+                    assert!(
+                        got.iter().enumerate().all(|(i, &x)| x == value(m, i)),
+                        "{direct:?} n={n} all_gather block {m}"
                     );
                 }
             })

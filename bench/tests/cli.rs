@@ -282,10 +282,17 @@ fn check_catches_a_wrong_result() {
 }
 
 /// `-R 1`: every buffer in `alloc_shared` memory, every collective still checked
-/// element by element (all_reduce from 256 KiB reads the peers' buffers in place).
+/// element by element (from 256 KiB all_reduce, all_gather and reduce_scatter read
+/// the peers' buffers in place).
 #[test]
 fn registered_buffers_pass_the_check() {
-    for coll in ["all_reduce", "all_gather", "reduce_scatter", "send_recv"] {
+    for coll in [
+        "all_reduce",
+        "all_gather",
+        "reduce_scatter",
+        "broadcast",
+        "send_recv",
+    ] {
         let out = ok(&[
             coll, "--nranks", "3", "-b", "4K", "-e", "1M", "-f", "16", "-n", "2", "-w", "1", "-R",
             "1",

@@ -1,6 +1,6 @@
 //! All-gather on windows, with equal or per-member lengths.
 
-use crate::{Addr, Exec, Result, at, bad, check, whole};
+use crate::{Addr, Exec, Result, at, bad, check, publish_all, release, whole};
 
 /// Every member's `len` bytes of `input` land in every member's `output` at
 /// `m * len`.
@@ -71,4 +71,47 @@ pub fn all_gather_v(
         off += step;
     }
     Ok(())
+}
+
+/// [`all_gather`] reading every member's input where it lies
+/// ([`Exec::reads_members_directly`]): one copy per byte instead of two (into the
+/// window, out of it), and two synchronisations whatever the size. Falls back to
+/// [`all_gather`] on every member when some member's input cannot be read directly.
+pub fn all_gather_direct(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
+    let n = e.members();
+    let lens = vec![len; n];
+    let displs: Vec<usize> = (0..n).map(|m| m * len).collect();
+    all_gather_v_direct(e, input, output, &lens, &displs)
+}
+
+/// [`all_gather_v`] reading every member's input where it lies (see
+/// [`all_gather_direct`]).
+pub fn all_gather_v_direct(
+    e: &mut dyn Exec,
+    input: Addr,
+    output: Addr,
+    lens: &[usize],
+    displs: &[usize],
+) -> Result<()> {
+    let (n, me) = (e.members(), e.index());
+    if n == 1 || !e.reads_members_directly() || lens.len() != n || displs.len() != n {
+        return all_gather_v(e, input, output, lens, displs);
+    }
+    for &l in lens {
+        check(e, "all_gather", l)?;
+    }
+    let Some(inputs) = publish_all(e, input, lens[me])? else {
+        return all_gather_v(e, input, output, lens, displs);
+    };
+    for m in 0..n {
+        let dst = at(output, displs[m]);
+        if m == me {
+            if dst != input && lens[m] > 0 {
+                e.copy(dst, input, lens[m])?;
+            }
+        } else {
+            e.copy_from_member(m, dst, inputs.as_slice()[m], lens[m])?;
+        }
+    }
+    release(e)
 }

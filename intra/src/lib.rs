@@ -12,7 +12,9 @@
 //!   [`all_reduce_two_shot_direct`] the same reading the members' own inputs instead
 //!   of copies of them, where the executor can;
 //! - [`reduce_scatter`], [`all_gather`], [`broadcast`], [`reduce`], [`all_to_all`]
-//!   (uneven splits), [`gather_v`], [`scatter_v`] and [`barrier`].
+//!   (uneven splits), [`gather_v`], [`scatter_v`] and [`barrier`];
+//!   [`reduce_scatter_direct`], [`all_gather_direct`] and [`broadcast_direct`] read
+//!   the members' own buffers where the executor can (one copy instead of two).
 //!
 //! Reductions fold the members in rank order (`x0 op x1 op ... op xn-1`, left to
 //! right), so a float result has the same bits whatever the algorithm, the round size
@@ -39,14 +41,14 @@ mod gather;
 mod reduce;
 mod reduce_scatter;
 
-pub use all_gather::{all_gather, all_gather_v};
+pub use all_gather::{all_gather, all_gather_direct, all_gather_v, all_gather_v_direct};
 pub use all_reduce::{all_reduce_one_shot, all_reduce_two_shot, all_reduce_two_shot_direct};
 pub use all_to_all::{all_to_all, all_to_all_v};
 pub use barrier::barrier;
-pub use broadcast::broadcast;
+pub use broadcast::{broadcast, broadcast_direct};
 pub use gather::{gather_v, scatter_v};
 pub use reduce::reduce;
-pub use reduce_scatter::reduce_scatter;
+pub use reduce_scatter::{reduce_scatter, reduce_scatter_direct};
 pub use tutti_transport::window::{Addr, Exec, HostExec, Move};
 pub use tutti_transport::{Result, TransportError};
 
@@ -114,6 +116,34 @@ pub(crate) fn round(
     e.post(v + 1)?;
     e.wait_all(v + 1)?;
     read(e, b)
+}
+
+/// A round without buffer writes that publishes `len` bytes at `addr`, this rank's
+/// buffer for the operation, and returns where this rank reads every member's
+/// (its own included), or `None` when some member's cannot be read directly; every
+/// member gets the same answer, so all then take the copying algorithm.
+pub(crate) fn publish_all(e: &mut dyn Exec, addr: Addr, len: usize) -> Result<Option<Addrs>> {
+    let n = e.members();
+    let (_, v) = e.begin_round();
+    e.publish(addr, len)?;
+    e.post(v + 1)?;
+    e.wait_all(v + 1)?;
+    let mut at = Addrs::of(n, |_| 0);
+    for m in 0..n {
+        match e.published(m, len)? {
+            Some(a) => at.set(m, a),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(at))
+}
+
+/// The closing round of an algorithm that read the members' own buffers: no rank
+/// returns (and lets its caller change its buffer) while another may still read it.
+pub(crate) fn release(e: &mut dyn Exec) -> Result<()> {
+    let (_, v) = e.begin_round();
+    e.post(v + 1)?;
+    e.wait_all(v + 1)
 }
 
 /// The byte range of member `i`'s slice when `len` bytes of `elem`-byte elements are

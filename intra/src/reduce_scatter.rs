@@ -1,6 +1,6 @@
 //! Reduce-scatter on windows.
 
-use crate::{Addr, Addrs, Exec, Result, at, bad, check, whole};
+use crate::{Addr, Addrs, Exec, Result, at, bad, check, publish_all, release, whole};
 
 /// `input` holds one block of `block` bytes per member; member `m` receives in
 /// `output` the reduction (in rank order) of every member's block `m`. In rounds:
@@ -53,4 +53,38 @@ pub fn reduce_scatter(e: &mut dyn Exec, input: Addr, output: Addr, block: usize)
         off += p;
     }
     Ok(())
+}
+
+/// [`reduce_scatter`] reducing straight from every member's input where it lies
+/// ([`Exec::reads_members_directly`]): no copy into the windows, two
+/// synchronisations whatever the size. Falls back to [`reduce_scatter`] on every
+/// member when some member's input cannot be read directly.
+pub fn reduce_scatter_direct(
+    e: &mut dyn Exec,
+    input: Addr,
+    output: Addr,
+    block: usize,
+) -> Result<()> {
+    let (n, me) = (e.members(), e.index());
+    if n == 1 || !e.reads_members_directly() {
+        return reduce_scatter(e, input, output, block);
+    }
+    check(e, "reduce_scatter", block)?;
+    let len = block.saturating_mul(n);
+    let Some(inputs) = publish_all(e, input, len)? else {
+        return reduce_scatter(e, input, output, block);
+    };
+    let srcs = Addrs::of(n, |m| at(inputs.as_slice()[m], me * block));
+    if input < output + block && output < input + len {
+        // The output overlaps this rank's input (in place): the fold reads its own
+        // block while writing it, and the others read the rest until they post, so
+        // the result goes through a temporary and lands after the closing round.
+        let mut tmp = vec![0u8; block];
+        let t = tmp.as_mut_ptr() as Addr;
+        e.reduce_from_members(t, srcs.as_slice(), block)?;
+        release(e)?;
+        return e.copy(output, t, block);
+    }
+    e.reduce_from_members(output, srcs.as_slice(), block)?;
+    release(e)
 }

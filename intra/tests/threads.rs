@@ -401,3 +401,106 @@ fn bad_arguments_are_errors() {
     }
     let _ = AddU32.element_size();
 }
+
+/// The direct variants (reading the members' buffers by address, as between thread
+/// ranks): reduce_scatter out of place and in place, all_gather_v with uneven and
+/// zero lengths, broadcast; every byte against the rank-order reference.
+#[test]
+fn direct_reduce_scatter_all_gather_and_broadcast() {
+    for n in 1..=6 {
+        for count in counts(n, WINDOW) {
+            let block = count * 4;
+            let inputs: Arc<Vec<Vec<u8>>> = Arc::new(
+                (0..n)
+                    .map(|r| random_bytes(block * n, (n * 313 + r) as u64))
+                    .collect(),
+            );
+            let total = fold(&AddU32, &inputs);
+            let lens: Vec<usize> = (0..n).map(|m| ((count + m) % (count + 2)) * 4).collect();
+            let displs: Vec<usize> = lens
+                .iter()
+                .scan(0, |acc, &l| {
+                    let d = *acc;
+                    *acc += l;
+                    Some(d)
+                })
+                .collect();
+            let pieces: Arc<Vec<Vec<u8>>> = Arc::new(
+                (0..n)
+                    .map(|m| random_bytes(lens[m], (n * 17 + m) as u64))
+                    .collect(),
+            );
+            let gathered: Vec<u8> = pieces.concat();
+            let root = n.div_ceil(2) % n;
+            let (ins, l2, d2, ps) = (inputs.clone(), lens.clone(), displs.clone(), pieces.clone());
+            let outs = run_windows(n, WINDOW, move |r, w| {
+                let mut e = HostExec::new(&w, Some(&AddU32), 4, deadline(), "test")
+                    .reading_members_directly(true);
+                let mut rs = vec![0u8; block];
+                intra::reduce_scatter_direct(&mut e, addr(&ins[r]), addr_mut(&mut rs), block)
+                    .unwrap();
+                // In place: the output is this rank's own block of the input.
+                let mut inplace = ins[r].clone();
+                let p = addr_mut(&mut inplace);
+                intra::reduce_scatter_direct(&mut e, p, p + r * block, block).unwrap();
+                let mut ag = vec![0u8; l2.iter().sum()];
+                intra::all_gather_v_direct(&mut e, addr(&ps[r]), addr_mut(&mut ag), &l2, &d2)
+                    .unwrap();
+                let mut bc = if r == root {
+                    ins[r].clone()
+                } else {
+                    vec![0u8; block * n]
+                };
+                intra::broadcast_direct(&mut e, root, addr_mut(&mut bc), block * n).unwrap();
+                (rs, inplace[r * block..(r + 1) * block].to_vec(), ag, bc)
+            });
+            for (r, (rs, inplace, ag, bc)) in outs.into_iter().enumerate() {
+                let want = &total[r * block..(r + 1) * block];
+                assert!(rs == want, "reduce_scatter n={n} count={count} rank {r}");
+                assert!(
+                    inplace == want,
+                    "reduce_scatter in place n={n} count={count} rank {r}"
+                );
+                assert!(ag == gathered, "all_gather_v n={n} count={count} rank {r}");
+                assert!(bc == inputs[root], "broadcast n={n} count={count} rank {r}");
+            }
+        }
+    }
+}
+
+/// A rank whose buffer the others read directly returns only once they are done:
+/// the root of a large direct broadcast and every rank of a direct all_gather
+/// overwrite their buffers the moment the call returns, and no peer sees that.
+#[test]
+fn direct_reads_finish_before_any_rank_returns() {
+    let n = 3;
+    let len = 8 << 20;
+    for round in 0..4u8 {
+        let outs = run_windows(n, WINDOW, move |r, w| {
+            let mut e =
+                HostExec::new(&w, None, 4, deadline(), "test").reading_members_directly(true);
+            let mut data = vec![if r == 0 { round + 1 } else { 0 }; len];
+            intra::broadcast_direct(&mut e, 0, addr_mut(&mut data), len).unwrap();
+            if r == 0 {
+                data.fill(0xEE);
+            }
+            let mut mine = vec![r as u8 + round; len / 4];
+            let mut all = vec![0u8; n * len / 4];
+            intra::all_gather_direct(&mut e, addr(&mine), addr_mut(&mut all), len / 4).unwrap();
+            mine.fill(0xEE);
+            (data, all)
+        });
+        for (r, (data, all)) in outs.into_iter().enumerate() {
+            if r != 0 {
+                assert!(data.iter().all(|&b| b == round + 1), "broadcast, rank {r}");
+            }
+            for m in 0..n {
+                let block = &all[m * len / 4..(m + 1) * len / 4];
+                assert!(
+                    block.iter().all(|&b| b == m as u8 + round),
+                    "all_gather, rank {r} block {m}"
+                );
+            }
+        }
+    }
+}

@@ -88,6 +88,21 @@ fn even(n: usize, len: usize) -> (Vec<usize>, Vec<usize>) {
 const DIRECT_FROM: usize = 256 << 10;
 
 impl ProcessGroup {
+    /// Whether a window collective moving `bytes` per rank reads the members' own
+    /// buffers where it can: where the members agreed to direct reads or may have
+    /// shared buffers (the count of allocations is the same on every member), from
+    /// [`DIRECT_FROM`]. The same answer on every member.
+    fn reads_directly(&self, bytes: usize) -> bool {
+        bytes >= DIRECT_FROM
+            && (self.inner.window_plan.direct || self.inner.shared.allocations() > 0)
+    }
+
+    /// `e`, allowed the direct reads [`reads_directly`](Self::reads_directly) decided.
+    fn direct_exec<'a>(&'a self, e: HostExec<'a>) -> HostExec<'a> {
+        e.reading_members_directly(self.inner.window_plan.direct)
+            .with_shared(&self.inner.shared)
+    }
+
     fn check_root(&self, what: &str, root: usize) -> Result<()> {
         if root >= self.size() {
             return Err(Error::InvalidArgument(format!(
@@ -254,13 +269,8 @@ impl ProcessGroup {
             // buffers (the count of allocations is the same on every member), for
             // buffers large enough that the saved copy pays for the extra
             // synchronisation.
-            WindowPlan::TwoShot
-                if len >= DIRECT_FROM
-                    && (self.inner.window_plan.direct || self.inner.shared.allocations() > 0) =>
-            {
-                let mut e = e
-                    .reading_members_directly(self.inner.window_plan.direct)
-                    .with_shared(&self.inner.shared);
+            WindowPlan::TwoShot if self.reads_directly(len) => {
+                let mut e = self.direct_exec(e);
                 intra::all_reduce_two_shot_direct(&mut e, inp, out, len)
             }
             WindowPlan::TwoShot => intra::all_reduce_two_shot(&mut e, inp, out, len),
@@ -335,6 +345,11 @@ impl ProcessGroup {
         self.run("broadcast", desc, |paths, dl| {
             match (paths.route(self.size(), self.forced()), &paths.window) {
                 (Route::Window, Some(w)) => {
+                    // Not intra::broadcast_direct: with one reader per core it copies
+                    // the whole buffer across cores in one pass, where the window's
+                    // rounds overlap the root's copy-in with the others' copy-out
+                    // (Intel Xeon, 2 processes on shared buffers, out of place 1 MiB:
+                    // 180 us against 105-117; bench/RESULTS.md, eighth session).
                     let mut e = HostExec::new(w, None, dtype.size(), dl, "broadcast");
                     intra::broadcast(&mut e, root, addr_mut(buf), buf.len())
                 }
@@ -430,8 +445,14 @@ impl ProcessGroup {
         self.run("all_gather", desc, |paths, dl| {
             match (paths.route(self.size(), self.forced()), &paths.window) {
                 (Route::Window, Some(w)) => {
-                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
-                    intra::all_gather(&mut e, addr(inb), addr_mut(outb), inb.len())
+                    let e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
+                    if self.reads_directly(outb.len()) {
+                        let mut e = self.direct_exec(e);
+                        intra::all_gather_direct(&mut e, addr(inb), addr_mut(outb), inb.len())
+                    } else {
+                        let mut e = e;
+                        intra::all_gather(&mut e, addr(inb), addr_mut(outb), inb.len())
+                    }
                 }
                 _ if self.hierarchical() => {
                     let chunk = self.chunk_for(&paths.links, inb.len());
@@ -469,8 +490,19 @@ impl ProcessGroup {
         let finalize_after = self.run("reduce_scatter", desc, |paths, dl| {
             match (paths.route(self.size(), self.forced()), &paths.window) {
                 (Route::Window, Some(w)) => {
-                    let mut e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
-                    intra::reduce_scatter(&mut e, addr(inb), addr_mut(outb), outb.len())?;
+                    let e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
+                    if self.reads_directly(inb.len()) {
+                        let mut e = self.direct_exec(e);
+                        intra::reduce_scatter_direct(
+                            &mut e,
+                            addr(inb),
+                            addr_mut(outb),
+                            outb.len(),
+                        )?;
+                    } else {
+                        let mut e = e;
+                        intra::reduce_scatter(&mut e, addr(inb), addr_mut(outb), outb.len())?;
+                    }
                     Ok(false)
                 }
                 _ if self.hierarchical() => {

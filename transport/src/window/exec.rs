@@ -87,6 +87,18 @@ pub trait Exec {
     fn published(&mut self, _m: usize, _len: usize) -> Result<Option<Addr>> {
         Err(no_direct_reads("published"))
     }
+    /// Copies `len` bytes at `src` of member `m`'s buffer (an address
+    /// [`published`](Self::published) returned) to `dst` in this rank's memory, which
+    /// no member reads during the operation.
+    fn copy_from_member(&mut self, _m: usize, _dst: Addr, _src: Addr, _len: usize) -> Result<()> {
+        Err(no_direct_reads("copy_from_member"))
+    }
+    /// [`reduce`](Self::reduce) then [`finalize`](Self::finalize) into `dst` (this
+    /// rank's memory, not one of the sources) with one source per member, in member
+    /// order, `srcs[m]` an address [`published`](Self::published) returned for `m`.
+    fn reduce_from_members(&mut self, _dst: Addr, _srcs: &[Addr], _len: usize) -> Result<()> {
+        Err(no_direct_reads("reduce_from_members"))
+    }
     /// [`reduce_copy_out`](Self::reduce_copy_out) with one source per member, in
     /// member order: `srcs[m]` is an address in member `m`'s own memory (this
     /// rank's for `m == index()`). Same folding order, so the same bits.
@@ -238,6 +250,62 @@ impl<'a> HostExec<'a> {
             None => bytes.saturating_mul(2 * members * 2) >= super::stream::llc_bytes(),
         };
         self
+    }
+
+    /// Runs `step(self, sources, offset, k)` over `len` bytes of one source per member
+    /// (`srcs[m]` published by member `m`) in blocks of up to [`DIRECT_BLOCK`]:
+    /// members read with plain loads are passed as they are, the others copied into
+    /// scratch blocks first with `process_vm_readv`.
+    fn fold_members(
+        &mut self,
+        srcs: &[Addr],
+        len: usize,
+        mut step: impl FnMut(&mut Self, &[Addr], usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let (n, me) = (self.window.members(), self.window.index());
+        if !self.reads_members_directly() {
+            return Err(no_direct_reads(self.op));
+        }
+        if srcs.len() != n {
+            return Err(TransportError::InvalidArgument(format!(
+                "{}: a direct reduction takes one source per member ({n}), got {}",
+                self.op,
+                srcs.len()
+            )));
+        }
+        let remote: Vec<usize> = (0..n)
+            .filter(|&m| m != me && self.sources.get(m) == Some(&Source::Kernel))
+            .collect();
+        if remote.is_empty() {
+            // Threads of this process, or shared blocks every member maps: the
+            // members' buffers are plain addresses here.
+            return step(self, srcs, 0, len);
+        }
+        let elem = self.elem.max(1);
+        let block = (DIRECT_BLOCK / elem * elem).max(elem);
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let need = remote.len() * block;
+            if scratch.len() < need {
+                scratch.resize(need, 0);
+            }
+            let mut at: Vec<Addr> = srcs.to_vec();
+            let mut off = 0;
+            while off < len {
+                let k = block.min(len - off);
+                for (m, a) in at.iter_mut().enumerate() {
+                    *a = srcs[m] + off;
+                }
+                for (j, &m) in remote.iter().enumerate() {
+                    let slot = &mut scratch[j * block..j * block + k];
+                    self.window.read_directly(m, (srcs[m] + off) as u64, slot)?;
+                    at[m] = slot.as_ptr() as Addr;
+                }
+                step(self, &at, off, k)?;
+                off += k;
+            }
+            Ok(())
+        })
     }
 
     fn reducer(&self) -> Result<&'a dyn ByteReducer> {
@@ -465,6 +533,28 @@ impl Exec for HostExec<'_> {
         }))
     }
 
+    fn copy_from_member(&mut self, m: usize, dst: Addr, src: Addr, len: usize) -> Result<()> {
+        match self.sources.get(m) {
+            _ if len == 0 => Ok(()),
+            Some(Source::Loads) => self.copy_out(dst, src, len),
+            Some(Source::Kernel) => {
+                // SAFETY: `dst` is `len` bytes of this rank's memory that the algorithm
+                // hands in for this copy (the caller's output), valid for the call and
+                // touched by no one else meanwhile.
+                let out = unsafe { std::slice::from_raw_parts_mut(dst as *mut u8, len) };
+                self.window.read_directly(m, src as u64, out)
+            }
+            None => Err(no_direct_reads(self.op)),
+        }
+    }
+
+    fn reduce_from_members(&mut self, dst: Addr, srcs: &[Addr], len: usize) -> Result<()> {
+        self.fold_members(srcs, len, |e, at, off, k| {
+            e.reduce(dst + off, at, k)?;
+            e.finalize(dst + off, k)
+        })
+    }
+
     fn reduce_copy_out_direct(
         &mut self,
         dst: Addr,
@@ -472,49 +562,8 @@ impl Exec for HostExec<'_> {
         srcs: &[Addr],
         len: usize,
     ) -> Result<()> {
-        let (n, me) = (self.window.members(), self.window.index());
-        if !self.reads_members_directly() {
-            return Err(no_direct_reads(self.op));
-        }
-        if srcs.len() != n {
-            return Err(TransportError::InvalidArgument(format!(
-                "{}: a direct reduction takes one source per member ({n}), got {}",
-                self.op,
-                srcs.len()
-            )));
-        }
-        let remote: Vec<usize> = (0..n)
-            .filter(|&m| m != me && self.sources.get(m) == Some(&Source::Kernel))
-            .collect();
-        if remote.is_empty() {
-            // Threads of this process, or shared blocks every member maps: the
-            // members' buffers are plain addresses here.
-            return self.reduce_copy_out(dst, out, srcs, len);
-        }
-        let elem = self.elem.max(1);
-        let block = (DIRECT_BLOCK / elem * elem).max(elem);
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let need = remote.len() * block;
-            if scratch.len() < need {
-                scratch.resize(need, 0);
-            }
-            let mut at: Vec<Addr> = srcs.to_vec();
-            let mut off = 0;
-            while off < len {
-                let k = block.min(len - off);
-                for (m, a) in at.iter_mut().enumerate() {
-                    *a = srcs[m] + off;
-                }
-                for (j, &m) in remote.iter().enumerate() {
-                    let slot = &mut scratch[j * block..j * block + k];
-                    self.window.read_directly(m, (srcs[m] + off) as u64, slot)?;
-                    at[m] = slot.as_ptr() as Addr;
-                }
-                self.reduce_copy_out(dst + off, out + off, &at, k)?;
-                off += k;
-            }
-            Ok(())
+        self.fold_members(srcs, len, |e, at, off, k| {
+            e.reduce_copy_out(dst + off, out + off, at, k)
         })
     }
 
