@@ -99,6 +99,35 @@ fn run() -> Result<String, String> {
         })?;
         calls += 1;
     }
+    // Gradient buckets in memory every rank of the host maps (alloc_shared): large
+    // all_reduces and reduce_scatters read the other ranks' data where it lies.
+    let count = 1 << 20;
+    let mut bucket = pg.alloc_shared::<f32>(count).map_err(err("alloc_shared"))?;
+    let mut grads = pg.alloc_shared::<f32>(count).map_err(err("alloc_shared"))?;
+    for step in 0..3 {
+        for (i, x) in bucket.iter_mut().enumerate() {
+            *x = value(rank + step, i);
+        }
+        pg.all_reduce(&mut bucket, ReduceOp::Sum)
+            .map_err(err("all_reduce on shared memory"))?;
+        let want = |i: usize| (0..n).map(|r| value(r + step, i)).sum::<f32>();
+        check(
+            &format!("rank {rank}: all_reduce on shared memory, step {step}"),
+            &bucket,
+            want,
+        )?;
+        grads.copy_from_slice(&bucket);
+        let block = count / n;
+        let mut mine = vec![0f32; block];
+        pg.reduce_scatter(&grads[..block * n], &mut mine, ReduceOp::Sum)
+            .map_err(err("reduce_scatter on shared memory"))?;
+        check(
+            &format!("rank {rank}: reduce_scatter on shared memory, step {step}"),
+            &mine,
+            |i| n as f32 * want(rank * block + i),
+        )?;
+        calls += 2;
+    }
     pg.barrier().map_err(err("barrier"))?;
     Ok(format!(
         "tutti-consumer: rank {rank} of {n}: {calls} calls checked, every element right"
