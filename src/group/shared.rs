@@ -55,6 +55,13 @@ impl ProcessGroup {
     /// large all_reduces use again and again (gradient buckets): the ranks then read
     /// each other's inputs in place (2 processes, Intel Xeon, 1 MiB: see
     /// bench/RESULTS.md). Ranks alone on their host get ordinary memory.
+    ///
+    /// The memory is returned when the group is dropped, not when the buffer is:
+    /// every rank keeps its peers' blocks mapped for as long as a peer may pass them
+    /// to a collective, so allocate buffers once and reuse them. Ranks that pass
+    /// different sizes get an error naming both; a call where some rank's buffer is
+    /// not shared memory still runs correctly (every rank copies, as for ordinary
+    /// buffers).
     pub fn alloc_shared<T: Element>(&self, len: usize) -> Result<SharedBuffer<T>> {
         let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| {
             Error::InvalidArgument(format!(
