@@ -305,6 +305,38 @@ fn shared_allocations_of_different_sizes_are_an_error() {
     );
 }
 
+/// A rank whose allocation fails tells the others at once: they fail naming it
+/// instead of waiting for the operation's timeout.
+#[test]
+fn a_failed_shared_allocation_fails_every_rank_promptly() {
+    if let Some(rank) = ranks::worker_rank() {
+        let g = group().with_timeout(Duration::from_secs(60));
+        let len = if rank == 1 { 1usize << 62 } else { 4096 };
+        let start = Instant::now();
+        let err = g.alloc_shared::<u8>(len).unwrap_err().to_string();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
+        if rank == 0 {
+            assert!(
+                err.contains("rank 1") && err.contains("could not allocate"),
+                "{err}"
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        return;
+    }
+    let _serial = ranks::serial();
+    ranks::run_ranks(
+        "a_failed_shared_allocation_fails_every_rank_promptly",
+        2,
+        &env("auto", ""),
+        Duration::from_secs(90),
+    );
+}
+
 fn group_overflow(g: &ProcessGroup) -> String {
     g.alloc_shared::<f64>(usize::MAX / 4)
         .unwrap_err()

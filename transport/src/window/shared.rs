@@ -182,18 +182,32 @@ impl Window {
             blocks[me] = Some(Arc::new(r));
         } else {
             let name = segment::segment_name(&format!("{prefix}-shared{id}"), me, me);
-            let fd = segment::create(&name, len).map_err(|e| {
-                TransportError::io(
-                    &me_name,
-                    format!("creating the shared buffer {name} ({len} bytes)"),
-                    e,
-                )
-            })?;
-            guard = Some(segment::UnlinkGuard::new(name.clone()));
-            let own = Region::map(std::os::fd::AsFd::as_fd(&fd), len)
-                .map_err(|e| TransportError::io(&me_name, format!("mapping {name}"), e))?;
-            blocks[me] = Some(Arc::new(own));
             let key = |m: usize| format!("{prefix}/shared/{id}/{m}");
+            let created = segment::create(&name, len)
+                .map_err(|e| {
+                    TransportError::io(
+                        &me_name,
+                        format!("creating the shared buffer {name} ({len} bytes)"),
+                        e,
+                    )
+                })
+                .and_then(|fd| {
+                    let guard = segment::UnlinkGuard::new(name.clone());
+                    let own = Region::map(std::os::fd::AsFd::as_fd(&fd), len)
+                        .map_err(|e| TransportError::io(&me_name, format!("mapping {name}"), e))?;
+                    Ok((guard, own))
+                });
+            let (g, own) = match created {
+                Ok(v) => v,
+                Err(e) => {
+                    // The others wait for this rank's entry: tell them now rather than
+                    // let them wait for the operation's timeout.
+                    let _ = rdv.publish(&key(me), format!("error {e}").as_bytes());
+                    return Err(e);
+                }
+            };
+            guard = Some(g);
+            blocks[me] = Some(Arc::new(own));
             rdv.publish(&key(me), format!("{len} {name}").as_bytes())
                 .map_err(|e| rendezvous_err(&me_name, "publishing a shared buffer's name", e))?;
             for (m, slot) in blocks.iter_mut().enumerate() {
@@ -206,6 +220,12 @@ impl Window {
                 })?;
                 let entry = String::from_utf8(pname)
                     .map_err(|_| setup_err(peer, "shared buffer name is not UTF-8"))?;
+                if let Some(why) = entry.strip_prefix("error ") {
+                    return Err(setup_err(
+                        peer,
+                        format!("it could not allocate its shared buffer: {why}"),
+                    ));
+                }
                 let (plen, pname) = entry
                     .split_once(' ')
                     .and_then(|(l, n)| Some((l.parse::<usize>().ok()?, n)))
