@@ -148,8 +148,9 @@ pub fn all_reduce_two_shot_direct(
     }
     // A round without buffer writes: where every member's input lies. If some
     // member's cannot be read directly (every member sees the same), all copy.
-    let (_, v) = e.begin_round();
+    let (b0, v) = e.begin_round();
     e.publish(input, len)?;
+    e.publish_output(output, len)?;
     e.post(v + 1)?;
     e.wait_all(v + 1)?;
     // This rank's own input too: the others decide from what it published, and so
@@ -160,6 +161,20 @@ pub fn all_reduce_two_shot_direct(
             Some(a) => inputs.set(m, if m == me { input } else { a }),
             None => return all_reduce_two_shot(e, input, output, len),
         }
+    }
+    let mut outputs = Addrs::of(n, |_| 0);
+    let mut symmetric = true;
+    for m in 0..n {
+        match e.published_output(m, len)? {
+            Some(a) => outputs.set(m, if m == me { output } else { a }),
+            None => symmetric = false,
+        }
+    }
+    // Only where it saves synchronisations (three, against one per window round
+    // plus one): with fewer rounds the rounds' pipelining wins (Intel Xeon, 4
+    // processes on shared buffers, 256 KiB: 5.35 GB/s busbw against 6.40).
+    if symmetric && len > 2 * e.buffer_bytes() {
+        return symmetric_rest(e, b0, &inputs, &outputs, len);
     }
     let other = |i: usize| if i < me { i } else { i + 1 };
     let step = whole(e.buffer_bytes(), elem);
@@ -192,4 +207,49 @@ pub fn all_reduce_two_shot_direct(
         off += c;
     }
     Ok(())
+}
+
+/// The rest of [`all_reduce_two_shot_direct`] when every member's output can be read
+/// too (threads; buffers from shared allocations): each rank reduces its slice of
+/// the whole buffer straight into its own output (through its window buffer `b0`,
+/// a cache-sized scratch that nobody else reads), then copies every other member's
+/// reduced slice from that member's output. No window rounds: three
+/// synchronisations whatever the size, and the reduced slice is written once.
+fn symmetric_rest(
+    e: &mut dyn Exec,
+    b0: usize,
+    inputs: &Addrs,
+    outputs: &Addrs,
+    len: usize,
+) -> Result<()> {
+    let (n, me, elem) = (e.members(), e.index(), e.element_size());
+    let (inputs, outputs) = (inputs.as_slice(), outputs.as_slice());
+    let other = |i: usize| if i < me { i } else { i + 1 };
+    let s = slice(len, elem, n, me);
+    let step = whole(e.buffer_bytes(), elem);
+    let scratch = e.buffer(me, b0);
+    let mut off = s.start;
+    while off < s.end {
+        let c = step.min(s.end - off);
+        let srcs = Addrs::of(n, |m| at(inputs[m], off));
+        e.reduce_copy_out_direct(scratch, at(outputs[me], off), srcs.as_slice(), c)?;
+        off += c;
+    }
+    // Every reduced slice is in its owner's output; in place, every member is done
+    // reading the slices of this rank's input that the gather overwrites.
+    let (_, v) = e.begin_round();
+    e.post(v + 1)?;
+    e.wait_all(v + 1)?;
+    let gathers = Few::of(n - 1, |i| {
+        let m = other(i);
+        let s = slice(len, elem, n, m);
+        Move {
+            dst: at(outputs[me], s.start),
+            src: at(outputs[m], s.start),
+            len: s.len(),
+        }
+    });
+    e.copy_interleaved(&[], gathers.as_slice())?;
+    // The others read this rank's output until they post.
+    crate::release(e)
 }

@@ -87,6 +87,16 @@ pub trait Exec {
     fn published(&mut self, _m: usize, _len: usize) -> Result<Option<Addr>> {
         Err(no_direct_reads("published"))
     }
+    /// Publishes `len` bytes at `addr`, this rank's output for the operation, with
+    /// [`publish`](Self::publish) (before the same post).
+    fn publish_output(&mut self, _addr: Addr, _len: usize) -> Result<()> {
+        Err(no_direct_reads("publish_output"))
+    }
+    /// Where this rank reads, with plain loads, the `len`-byte output member `m`
+    /// published, or `None`; the same answer on every member.
+    fn published_output(&mut self, _m: usize, _len: usize) -> Result<Option<Addr>> {
+        Err(no_direct_reads("published_output"))
+    }
     /// Copies `len` bytes at `src` of member `m`'s buffer (an address
     /// [`published`](Self::published) returned) to `dst` in this rank's memory, which
     /// no member reads during the operation.
@@ -504,8 +514,32 @@ impl Exec for HostExec<'_> {
             Some(r) if !self.window.every_member_in_process() => r.place(addr, len),
             _ => Placement::Private,
         };
-        self.window.publish_source(at, addr as u64);
+        self.window.publish_source(0, at, addr as u64);
         Ok(())
+    }
+
+    fn publish_output(&mut self, addr: Addr, len: usize) -> Result<()> {
+        if !self.reads_members_directly() {
+            return Err(no_direct_reads(self.op));
+        }
+        let at = match self.shared {
+            Some(r) if !self.window.every_member_in_process() => r.place(addr, len),
+            _ => Placement::Private,
+        };
+        self.window.publish_source(1, at, addr as u64);
+        Ok(())
+    }
+
+    fn published_output(&mut self, m: usize, len: usize) -> Result<Option<Addr>> {
+        if !self.reads_members_directly() || m >= self.window.members() {
+            return Err(no_direct_reads(self.op));
+        }
+        Ok(match self.window.published_source(m, 1) {
+            // Plain loads only: a shared block mapped here, or a thread's buffer.
+            (Some(id), off) => self.shared.and_then(|r| r.resolve(id, m, off, len)),
+            (None, a) if self.direct && self.window.every_member_in_process() => Some(a as Addr),
+            (None, _) => None,
+        })
     }
 
     fn published(&mut self, m: usize, len: usize) -> Result<Option<Addr>> {
@@ -516,7 +550,7 @@ impl Exec for HostExec<'_> {
         if self.sources.len() != n {
             self.sources = vec![Source::Loads; n];
         }
-        let (id, v) = self.window.published_source(m);
+        let (id, v) = self.window.published_source(m, 0);
         let found = match id {
             // In a shared block every member maps: plain loads.
             Some(id) => self

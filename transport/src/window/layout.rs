@@ -46,12 +46,12 @@ pub(crate) struct Header {
     /// Address, in the owner's process, of a word peers read once with
     /// `process_vm_readv` to learn whether they may read the owner's memory directly.
     pub probe_addr: AtomicU64,
-    /// Where the owner's buffer for the current operation lies, for the members
-    /// that read it directly (two-shot all_reduce reading the members' inputs):
-    /// `[0, address]` for the owner's private memory, `[id + 1, offset]` for
-    /// shared allocation `id`. Written by the owner before it posts, read after
-    /// that post. In its own block: the owner writes it every operation.
-    pub op_source: OwnBlock<[AtomicU64; 2]>,
+    /// Where the owner's buffers for the current operation lie, for the members
+    /// that read them directly: input then output, each `[0, address]` for the
+    /// owner's private memory or `[id + 1, offset]` for shared allocation `id`.
+    /// Written by the owner before it posts, read after that post. In its own
+    /// block: the owner writes it every operation.
+    pub op_source: OwnBlock<[AtomicU64; 4]>,
 }
 
 /// A word alone in a 128-byte block (see the module's note on control words).

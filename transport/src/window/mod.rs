@@ -574,23 +574,23 @@ impl Window {
         (0..self.members()).all(|m| self.reads_in_process(m))
     }
 
-    /// Publishes where this rank's buffer for the current operation lies, for the
-    /// members that read it directly: they read it after this rank's next
-    /// [`post`](Self::post).
-    pub(crate) fn publish_source(&self, at: shared::Placement, addr: u64) {
+    /// Publishes where this rank's buffer `which` (0: input, 1: output) for the
+    /// current operation lies, for the members that read it directly: they read it
+    /// after this rank's next [`post`](Self::post).
+    pub(crate) fn publish_source(&self, which: usize, at: shared::Placement, addr: u64) {
         let (a, b) = match at {
             shared::Placement::Shared { id, offset } => (id + 1, offset),
             shared::Placement::Private => (0, addr),
         };
-        let w = &header(&self.regions[self.index]).op_source.0;
+        let w = &header(&self.regions[self.index]).op_source.0[2 * which..2 * which + 2];
         w[0].store(a, Ordering::Relaxed);
         w[1].store(b, Ordering::Release);
     }
 
-    /// What member `m` last published with [`publish_source`](Self::publish_source):
-    /// the shared allocation and offset, or the private address.
-    pub(crate) fn published_source(&self, m: usize) -> (Option<u64>, u64) {
-        let w = &header(&self.regions[m]).op_source.0;
+    /// What member `m` last published with [`publish_source`](Self::publish_source)
+    /// for buffer `which`: the shared allocation and offset, or the private address.
+    pub(crate) fn published_source(&self, m: usize, which: usize) -> (Option<u64>, u64) {
+        let w = &header(&self.regions[m]).op_source.0[2 * which..2 * which + 2];
         let b = w[1].load(Ordering::Acquire);
         let a = w[0].load(Ordering::Relaxed);
         (a.checked_sub(1), b)
