@@ -1,13 +1,11 @@
 //! All-gather on windows, with equal or per-member lengths.
 
-use crate::{Addr, Exec, Result, at, bad, check, publish_all, release, whole};
+use crate::{Addr, Exec, Result, at, bad, check, even, publish_all, release, whole};
 
 /// Every member's `len` bytes of `input` land in every member's `output` at
 /// `m * len`.
 pub fn all_gather(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
-    let n = e.members();
-    let lens = vec![len; n];
-    let displs: Vec<usize> = (0..n).map(|m| m * len).collect();
+    let (lens, displs) = even(e.members(), len);
     all_gather_v(e, input, output, &lens, &displs)
 }
 
@@ -78,9 +76,7 @@ pub fn all_gather_v(
 /// window, out of it), and two synchronisations whatever the size. Falls back to
 /// [`all_gather`] on every member when some member's input cannot be read directly.
 pub fn all_gather_direct(e: &mut dyn Exec, input: Addr, output: Addr, len: usize) -> Result<()> {
-    let n = e.members();
-    let lens = vec![len; n];
-    let displs: Vec<usize> = (0..n).map(|m| m * len).collect();
+    let (lens, displs) = even(e.members(), len);
     all_gather_v_direct(e, input, output, &lens, &displs)
 }
 
@@ -100,9 +96,10 @@ pub fn all_gather_v_direct(
     for &l in lens {
         check(e, "all_gather", l)?;
     }
-    let Some(inputs) = publish_all(e, input, lens[me])? else {
+    let Some(p) = publish_all(e, input, None, lens[me])? else {
         return all_gather_v(e, input, output, lens, displs);
     };
+    let inputs = p.inputs;
     for m in 0..n {
         let dst = at(output, displs[m]);
         if m == me {

@@ -54,9 +54,10 @@ pub fn broadcast_direct(e: &mut dyn Exec, root: usize, data: Addr, len: usize) -
         return broadcast(e, root, data, len);
     }
     check(e, "broadcast", len)?;
-    let Some(bufs) = publish_all(e, data, len)? else {
+    let Some(p) = publish_all(e, data, None, len)? else {
         return broadcast(e, root, data, len);
     };
+    let bufs = p.inputs;
     if me != root {
         e.copy_from_member(root, data, bufs.as_slice()[root], len)?;
     }

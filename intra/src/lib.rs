@@ -118,24 +118,62 @@ pub(crate) fn round(
     read(e, b)
 }
 
-/// A round without buffer writes that publishes `len` bytes at `addr`, this rank's
-/// buffer for the operation, and returns where this rank reads every member's
-/// (its own included), or `None` when some member's cannot be read directly; every
-/// member gets the same answer, so all then take the copying algorithm.
-pub(crate) fn publish_all(e: &mut dyn Exec, addr: Addr, len: usize) -> Result<Option<Addrs>> {
+/// Where this rank reads the members' buffers for an operation ([`publish_all`]).
+pub(crate) struct Published {
+    /// Every member's input (this rank's own included).
+    pub inputs: Addrs,
+    /// Every member's output, when all can be read with plain loads.
+    pub outputs: Option<Addrs>,
+    /// The window buffer of the publishing round, which no member reads: scratch.
+    pub scratch_buffer: usize,
+}
+
+/// A round without buffer writes that publishes `len` bytes at `input` (and at
+/// `output`, if given), this rank's buffers for the operation, and returns where
+/// this rank reads every member's, or `None` when some member's input cannot be read
+/// directly. Every member gets the same answers, so all then take the copying
+/// algorithm (or all read the outputs).
+pub(crate) fn publish_all(
+    e: &mut dyn Exec,
+    input: Addr,
+    output: Option<Addr>,
+    len: usize,
+) -> Result<Option<Published>> {
     let n = e.members();
-    let (_, v) = e.begin_round();
-    e.publish(addr, len)?;
+    let (b, v) = e.begin_round();
+    e.publish(input, len)?;
+    if let Some(o) = output {
+        e.publish_output(o, len)?;
+    }
     e.post(v + 1)?;
     e.wait_all(v + 1)?;
-    let mut at = Addrs::of(n, |_| 0);
+    // This rank's own entries too: the others decide from what it published, and
+    // so must this rank.
+    let mut inputs = Addrs::of(n, |_| 0);
     for m in 0..n {
         match e.published(m, len)? {
-            Some(a) => at.set(m, a),
+            Some(a) => inputs.set(m, a),
             None => return Ok(None),
         }
     }
-    Ok(Some(at))
+    let mut outputs = output.map(|_| Addrs::of(n, |_| 0));
+    for m in 0..n {
+        let Some(outs) = outputs.as_mut() else { break };
+        match e.published_output(m, len)? {
+            Some(a) => outs.set(m, a),
+            None => outputs = None,
+        }
+    }
+    Ok(Some(Published {
+        inputs,
+        outputs,
+        scratch_buffer: b,
+    }))
+}
+
+/// `n` equal pieces of `len` bytes, one after the other: lengths and offsets.
+pub(crate) fn even(n: usize, len: usize) -> (Vec<usize>, Vec<usize>) {
+    (vec![len; n], (0..n).map(|m| m * len).collect())
 }
 
 /// The closing round of an algorithm that read the members' own buffers: no rank

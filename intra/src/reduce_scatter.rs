@@ -71,9 +71,10 @@ pub fn reduce_scatter_direct(
     }
     check(e, "reduce_scatter", block)?;
     let len = block.saturating_mul(n);
-    let Some(inputs) = publish_all(e, input, len)? else {
+    let Some(p) = publish_all(e, input, None, len)? else {
         return reduce_scatter(e, input, output, block);
     };
+    let inputs = p.inputs;
     let srcs = Addrs::of(n, |m| at(inputs.as_slice()[m], me * block));
     if input < output + block && output < input + len {
         // The output overlaps this rank's input (in place): the fold reads its own
