@@ -141,10 +141,7 @@ pub(crate) fn publish_all(
 ) -> Result<Option<Published>> {
     let n = e.members();
     let (b, v) = e.begin_round();
-    e.publish(input, len)?;
-    if let Some(o) = output {
-        e.publish_output(o, len)?;
-    }
+    e.publish(input, output, len)?;
     e.post(v + 1)?;
     e.wait_all(v + 1)?;
     // This rank's own entries too: the others decide from what it published, and

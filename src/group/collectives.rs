@@ -445,12 +445,11 @@ impl ProcessGroup {
         self.run("all_gather", desc, |paths, dl| {
             match (paths.route(self.size(), self.forced()), &paths.window) {
                 (Route::Window, Some(w)) => {
-                    let e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
+                    let mut e = HostExec::new(w, None, T::DTYPE.size(), dl, "all_gather");
                     if self.reads_directly(outb.len()) {
-                        let mut e = self.direct_exec(e);
+                        e = self.direct_exec(e);
                         intra::all_gather_direct(&mut e, addr(inb), addr_mut(outb), inb.len())
                     } else {
-                        let mut e = e;
                         intra::all_gather(&mut e, addr(inb), addr_mut(outb), inb.len())
                     }
                 }
@@ -490,9 +489,9 @@ impl ProcessGroup {
         let finalize_after = self.run("reduce_scatter", desc, |paths, dl| {
             match (paths.route(self.size(), self.forced()), &paths.window) {
                 (Route::Window, Some(w)) => {
-                    let e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
+                    let mut e = HostExec::new(w, Some(&reducer), 0, dl, "reduce_scatter");
                     if self.reads_directly(inb.len()) {
-                        let mut e = self.direct_exec(e);
+                        e = self.direct_exec(e);
                         intra::reduce_scatter_direct(
                             &mut e,
                             addr(inb),
@@ -500,7 +499,6 @@ impl ProcessGroup {
                             outb.len(),
                         )?;
                     } else {
-                        let mut e = e;
                         intra::reduce_scatter(&mut e, addr(inb), addr_mut(outb), outb.len())?;
                     }
                     Ok(false)

@@ -152,18 +152,17 @@ pub(super) fn agree_window_plan(
     let cannot = u64::from(!can);
     let reducer = HostReducer::new(DataType::U64, ReduceOp::Max, n)
         .map_err(|e| tutti_transport::TransportError::InvalidArgument(e.to_string()))?;
-    let mut agreed = [0u8; 16];
-    agreed[..8].copy_from_slice(&from.to_ne_bytes());
-    agreed[8..].copy_from_slice(&cannot.to_ne_bytes());
-    super::small::all_reduce(window, &reducer, None, &mut agreed, deadline)?;
-    let word = |i: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&agreed[i * 8..i * 8 + 8]);
-        u64::from_ne_bytes(w)
-    };
+    let mut agreed = [from, cannot];
+    super::small::all_reduce(
+        window,
+        &reducer,
+        None,
+        bytemuck::cast_slice_mut(&mut agreed),
+        deadline,
+    )?;
     Ok(WindowAgreement {
-        two_shot_from: usize::try_from(word(0)).unwrap_or(usize::MAX),
-        direct: word(1) == 0,
+        two_shot_from: usize::try_from(agreed[0]).unwrap_or(usize::MAX),
+        direct: agreed[1] == 0,
     })
 }
 

@@ -74,10 +74,10 @@ pub trait Exec {
     fn reads_members_directly(&self) -> bool {
         false
     }
-    /// Publishes `len` bytes at `addr`, this rank's buffer for the operation, for
-    /// the members' direct reads: they may read it once this rank posts next, and
-    /// are done before they post after that.
-    fn publish(&mut self, _addr: Addr, _len: usize) -> Result<()> {
+    /// Publishes `len` bytes at `input` (and at `output`, if given), this rank's
+    /// buffers for the operation, for the members' direct reads: they may read them
+    /// once this rank posts next, and are done before they post after that.
+    fn publish(&mut self, _input: Addr, _output: Option<Addr>, _len: usize) -> Result<()> {
         Err(no_direct_reads("publish"))
     }
     /// Where this rank reads the `len` bytes member `m` published for the operation
@@ -86,11 +86,6 @@ pub trait Exec {
     /// for its own (`m == index()`).
     fn published(&mut self, _m: usize, _len: usize) -> Result<Option<Addr>> {
         Err(no_direct_reads("published"))
-    }
-    /// Publishes `len` bytes at `addr`, this rank's output for the operation, with
-    /// [`publish`](Self::publish) (before the same post).
-    fn publish_output(&mut self, _addr: Addr, _len: usize) -> Result<()> {
-        Err(no_direct_reads("publish_output"))
     }
     /// Where this rank reads, with plain loads, the `len`-byte output member `m`
     /// published, or `None`; the same answer on every member.
@@ -505,28 +500,19 @@ impl Exec for HostExec<'_> {
         self.direct || self.shared.is_some_and(|r| r.allocations() > 0)
     }
 
-    fn publish(&mut self, addr: Addr, len: usize) -> Result<()> {
+    fn publish(&mut self, input: Addr, output: Option<Addr>, len: usize) -> Result<()> {
         if !self.reads_members_directly() {
             return Err(no_direct_reads(self.op));
         }
         // Between threads every buffer is readable by address.
-        let at = match self.shared {
+        let place = |addr: Addr| match self.shared {
             Some(r) if !self.window.every_member_in_process() => r.place(addr, len),
             _ => Placement::Private,
         };
-        self.window.publish_source(0, at, addr as u64);
-        Ok(())
-    }
-
-    fn publish_output(&mut self, addr: Addr, len: usize) -> Result<()> {
-        if !self.reads_members_directly() {
-            return Err(no_direct_reads(self.op));
+        self.window.publish_source(0, place(input), input as u64);
+        if let Some(o) = output {
+            self.window.publish_source(1, place(o), o as u64);
         }
-        let at = match self.shared {
-            Some(r) if !self.window.every_member_in_process() => r.place(addr, len),
-            _ => Placement::Private,
-        };
-        self.window.publish_source(1, at, addr as u64);
         Ok(())
     }
 
