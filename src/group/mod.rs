@@ -248,38 +248,63 @@ impl ProcessGroup {
 }
 
 /// How long a failing rank waits for the others to report the same failure before
-/// naming the ranks that did not.
+/// naming the ranks that did not ...
 const FAILURE_GRACE: Duration = Duration::from_millis(1500);
+/// ... unless reports are still arriving: each one keeps the wait open this long
+/// after it (ranks that learn of the failure second-hand, from a leader closing
+/// their window, report later on a loaded host), up to [`FAILURE_GRACE_MAX`].
+const FAILURE_GRACE_EXTEND: Duration = Duration::from_millis(600);
+const FAILURE_GRACE_MAX: Duration = Duration::from_millis(2500);
+
+/// The ranks listed in a failure report key: `append`ed "r," entries.
+fn reported_ranks(list: &[u8], size: usize) -> Vec<bool> {
+    let mut seen = vec![false; size];
+    for r in String::from_utf8_lossy(list)
+        .split(',')
+        .filter_map(|x| x.trim().parse::<usize>().ok())
+    {
+        if let Some(s) = seen.get_mut(r) {
+            *s = true;
+        }
+    }
+    seen
+}
 
 impl Inner {
     /// After op `seq` failed: reports this rank's failure through the store and
-    /// returns the ranks that did not report theirs within [`FAILURE_GRACE`] (the
-    /// dead ones and the ones that never called the op).
+    /// returns the ranks that did not report theirs within the grace (the dead ones
+    /// and the ones that never called the op). Every rank appends itself to one key
+    /// per op, so a poll is one round trip whatever the group's size.
     fn missing_ranks(&self, op: &str, seq: u64) -> Vec<usize> {
-        let key = |r: usize| format!("{}/failed/{seq}/{r}", self.name);
-        if self.store.set(&key(self.rank), op.as_bytes()).is_err() {
+        let key = format!("{}/failed/{seq}", self.name);
+        if self
+            .store
+            .append(&key, format!("{},", self.rank).as_bytes())
+            .is_err()
+        {
+            tracing::debug!(rank = self.rank, op, seq, "could not report the failure");
             return Vec::new();
         }
         let start = std::time::Instant::now();
-        let mut missing: Vec<usize> = (0..self.size).filter(|&r| r != self.rank).collect();
-        while !missing.is_empty() && start.elapsed() < FAILURE_GRACE {
-            let keys: Vec<String> = missing.iter().map(|&r| key(r)).collect();
-            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let present: Vec<bool> = refs
-                .iter()
-                .map(|k| self.store.check(&[k]).unwrap_or(false))
-                .collect();
-            missing = missing
-                .iter()
-                .zip(present)
-                .filter(|(_, p)| !p)
-                .map(|(r, _)| *r)
-                .collect();
-            if !missing.is_empty() {
-                std::thread::sleep(Duration::from_millis(50));
+        let mut until = FAILURE_GRACE;
+        let mut reported = 0;
+        loop {
+            // The key exists: this rank appended to it.
+            let seen = match self.store.get(&key) {
+                Ok(list) => reported_ranks(&list, self.size),
+                Err(_) => return Vec::new(),
+            };
+            let missing: Vec<usize> = (0..self.size).filter(|&r| !seen[r]).collect();
+            let now = seen.iter().filter(|&&s| s).count();
+            if now > reported {
+                reported = now;
+                until = until.max(start.elapsed() + FAILURE_GRACE_EXTEND);
             }
+            if missing.is_empty() || start.elapsed() >= until.min(FAILURE_GRACE_MAX) {
+                return missing;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        missing
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -346,5 +371,21 @@ impl Inner {
                 Err(err)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reported_ranks;
+
+    #[test]
+    fn failure_reports_name_each_rank_once_and_ignore_junk() {
+        assert_eq!(
+            reported_ranks(b"3,0,3,", 5),
+            vec![true, false, false, true, false]
+        );
+        // Out of range and malformed entries are skipped, not a panic.
+        assert_eq!(reported_ranks(b"9,x,,1,", 2), vec![false, true]);
+        assert_eq!(reported_ranks(b"", 2), vec![false, false]);
     }
 }
