@@ -473,6 +473,44 @@ process_test!(
     }
 );
 
+/// Strong progress: a large send posted and then left alone while its owner computes
+/// (no tutti call for a second) still reaches the receiver, through the background
+/// thread, within a few milliseconds of being left (shm: rendezvous, streamed
+/// through the ring in pieces that only the sender's engine can write; tcp: bridged).
+fn posted_send_progresses_while_its_owner_computes(g: &ProcessGroup) {
+    let len = 8 << 20;
+    g.barrier().unwrap();
+    if g.rank() == 0 {
+        let w = g.send_async(msg(0, 1, 7, len), 1, 7);
+        std::thread::sleep(Duration::from_millis(1000));
+        let sent = w.wait().unwrap();
+        assert_eq!(sent, msg(0, 1, 7, len));
+    } else {
+        let start = Instant::now();
+        let mut got = vec![0f32; len];
+        g.recv(&mut got, 0, 7).unwrap();
+        let took = start.elapsed();
+        assert!(got == msg(0, 1, 7, len), "wrong data");
+        assert!(
+            took < Duration::from_millis(500),
+            "the receive took {took:?}: the sender's posted send did not progress while it computed"
+        );
+    }
+}
+
+process_test!(
+    processes_posted_send_progresses_while_its_owner_computes,
+    2,
+    penv("auto"),
+    posted_send_progresses_while_its_owner_computes
+);
+process_test!(
+    processes_tcp_posted_send_progresses_while_its_owner_computes,
+    2,
+    penv("tcp"),
+    posted_send_progresses_while_its_owner_computes
+);
+
 fn exchange_if_pair(g: &ProcessGroup) {
     // Ranks 0 and 1 exchange 4 MiB in both directions while rank 2 waits.
     if g.rank() < 2 {

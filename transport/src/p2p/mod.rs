@@ -22,7 +22,7 @@
 pub mod protocol;
 mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -153,6 +153,12 @@ pub(crate) struct Shared {
     budget: WaitBudget,
     stop: AtomicBool,
     bg_wake: (Mutex<()>, Condvar),
+    /// Bumped by every asynchronous post and every driver that starts: the
+    /// background thread takes over only after a whole [`WATCH`] without any.
+    activity: AtomicU64,
+    /// True while the background thread sleeps for [`IDLE_POLL`] (nothing was
+    /// pending): a post that leaves work behind wakes it into watching.
+    dozing: AtomicBool,
     rank: usize,
 }
 
@@ -183,6 +189,8 @@ impl Engine {
                 budget: cfg.budget,
                 stop: AtomicBool::new(false),
                 bg_wake: (Mutex::new(()), Condvar::new()),
+                activity: AtomicU64::new(0),
+                dozing: AtomicBool::new(false),
                 rank,
             }),
             bg: Mutex::new(None),
@@ -324,6 +332,7 @@ impl Engine {
     fn post_and_drive(&self, f: impl FnOnce(&mut State, &Shared), done: &dyn Fn() -> bool) {
         let sh = &self.shared;
         sh.drivers.fetch_add(1, Ordering::AcqRel);
+        sh.activity.fetch_add(1, Ordering::AcqRel);
         let finished = {
             let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut st, sh);
@@ -340,10 +349,7 @@ impl Engine {
     fn stop_driving(&self) {
         let sh = &self.shared;
         sh.drivers.fetch_sub(1, Ordering::AcqRel);
-        if sh.pending.load(Ordering::Acquire) > 0 && sh.drivers.load(Ordering::Acquire) == 0 {
-            let _g = sh.bg_wake.0.lock();
-            sh.bg_wake.1.notify_all();
-        }
+        wake_if_dozing(sh);
     }
 
     fn post(&self, f: impl FnOnce(&mut State, &Shared)) {
@@ -356,11 +362,10 @@ impl Engine {
             st.take_finished()
         };
         run(sh, finished);
-        // With nobody driving, the background thread takes over what is left.
-        if sh.drivers.load(Ordering::Acquire) == 0 && sh.pending.load(Ordering::Acquire) > 0 {
-            let _g = sh.bg_wake.0.lock();
-            sh.bg_wake.1.notify_all();
-        }
+        sh.activity.fetch_add(1, Ordering::AcqRel);
+        // With nobody driving, the background thread takes over what is left, once
+        // the caller has not come back to wait (or post) for a while.
+        wake_if_dozing(sh);
     }
 
     fn ensure_background(&self) {
@@ -380,6 +385,7 @@ impl Engine {
     pub fn drive(&self, done: &dyn Fn() -> bool, until: Option<Instant>) {
         let sh = &self.shared;
         sh.drivers.fetch_add(1, Ordering::AcqRel);
+        sh.activity.fetch_add(1, Ordering::AcqRel);
         drive_loop(sh, done, until);
         self.stop_driving();
     }
@@ -550,44 +556,82 @@ fn drive_loop(sh: &Shared, done: &dyn Fn() -> bool, until: Option<Instant>) {
 /// liveness again.
 const BACKGROUND_NAP: Duration = Duration::from_millis(20);
 
-/// The background thread: while no caller drives progress and operations are pending,
-/// it does, sleeping on the doorbell in between; with nothing pending it still takes
-/// in what arrives (small messages nobody asked for yet) every few milliseconds, without
-/// sleeping on the doorbell (so that peers' messages do not wake it); while a caller
-/// drives, it steps back. Strong progress, without a thread hand-off on the fast path.
+/// How long posted operations must go unattended (no driver, no new post) before
+/// the background thread moves them. Waking it at every post cost more than the
+/// messages on 2 cores: with two ranks, two more threads took turns on the cores
+/// while the callers were about to wait anyway (tutti-p2p 16-64 KiB one way
+/// 1.5-7 GB/s against 7-13.5 without the wake-ups, bench/RESULTS.md).
+const WATCH: Duration = Duration::from_millis(1);
+
+/// Wakes the background thread from its long idle sleep when operations are left
+/// with nobody driving them; it then watches them for [`WATCH`] before it acts.
+fn wake_if_dozing(sh: &Shared) {
+    if sh.dozing.load(Ordering::SeqCst)
+        && sh.drivers.load(Ordering::Acquire) == 0
+        && sh.pending.load(Ordering::Acquire) > 0
+    {
+        let _g = sh.bg_wake.0.lock();
+        sh.bg_wake.1.notify_all();
+    }
+}
+
+/// The background thread: strong progress without a thread hand-off on the fast
+/// path. With nothing pending it sleeps [`IDLE_POLL`] at a time, taking in what
+/// arrives (small messages nobody asked for yet) without sleeping on the doorbell
+/// (so that peers' messages do not wake it). With operations pending it watches:
+/// when a whole [`WATCH`] passed with nobody driving them and nothing posted, the
+/// caller is busy elsewhere and it drives them itself, sleeping on the doorbell in
+/// between, until a caller drives again or nothing is pending.
 fn background(sh: &Shared) {
+    let mut seen = sh.activity.load(Ordering::Acquire);
     loop {
         if sh.stop.load(Ordering::Acquire) {
             return;
         }
-        let idle =
-            sh.drivers.load(Ordering::Acquire) > 0 || sh.pending.load(Ordering::Acquire) == 0;
-        if idle {
-            let g = sh.bg_wake.0.lock().unwrap_or_else(|p| p.into_inner());
-            let _g = sh
-                .bg_wake
-                .1
-                .wait_timeout_while(g, IDLE_POLL, |_| {
-                    !sh.stop.load(Ordering::Acquire)
-                        && (sh.drivers.load(Ordering::Acquire) > 0
-                            || sh.pending.load(Ordering::Acquire) == 0)
-                })
-                .unwrap_or_else(|p| p.into_inner());
-            if sh.drivers.load(Ordering::Acquire) == 0 {
-                try_progress(sh);
+        let pending = sh.pending.load(Ordering::Acquire) > 0;
+        let driven = sh.drivers.load(Ordering::Acquire) > 0;
+        let now = sh.activity.load(Ordering::Acquire);
+        if pending && !driven && now == seen {
+            // Unattended for a whole watch: drive.
+            while !sh.stop.load(Ordering::Acquire)
+                && sh.drivers.load(Ordering::Acquire) == 0
+                && sh.pending.load(Ordering::Acquire) > 0
+            {
+                if try_progress(sh) {
+                    continue;
+                }
                 check(sh);
+                sh.bell.sleep(BACKGROUND_NAP, || {
+                    sh.stop.load(Ordering::Acquire)
+                        || sh.drivers.load(Ordering::Acquire) > 0
+                        || try_progress(sh)
+                });
             }
+            seen = sh.activity.load(Ordering::Acquire);
             continue;
         }
-        if try_progress(sh) {
-            continue;
+        seen = now;
+        if !driven {
+            // Unasked-for messages, deadlines and liveness.
+            try_progress(sh);
+            check(sh);
         }
-        check(sh);
-        sh.bell.sleep(BACKGROUND_NAP, || {
-            sh.stop.load(Ordering::Acquire)
-                || sh.drivers.load(Ordering::Acquire) > 0
-                || try_progress(sh)
-        });
+        let g = sh.bg_wake.0.lock().unwrap_or_else(|p| p.into_inner());
+        let nap = if pending { WATCH } else { IDLE_POLL };
+        sh.dozing.store(!pending, Ordering::SeqCst);
+        let _g = sh
+            .bg_wake
+            .1
+            .wait_timeout_while(g, nap, |_| {
+                // Woken early only to stop, or out of the long sleep when work is
+                // left behind (then it watches from now).
+                !sh.stop.load(Ordering::Acquire)
+                    && (pending
+                        || sh.pending.load(Ordering::Acquire) == 0
+                        || sh.drivers.load(Ordering::Acquire) > 0)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        sh.dozing.store(false, Ordering::SeqCst);
     }
 }
 
