@@ -16,8 +16,18 @@ from probes import print_probes  # noqa: E402
 
 out = sys.argv[1]
 UNITS = {'B': 1, 'KiB': 1 << 10, 'MiB': 1 << 20, 'GiB': 1 << 30}
+# The point-to-point ring a rank writes into its peer's window (TUTTI_P2P_RING_BYTES).
+RING = 512 << 10
 # Each rank's window: two buffers of TUTTI_WINDOW_BYTES (512 KiB by default).
 WINDOW = 2 * (512 << 10)
+
+
+def p2p_window(size):
+    """Messages in flight per bandwidth window of tutti-p2p (its window_for): the
+    asynchronous API owns a buffer per message, so the sender cycles through this
+    many send buffers and the receiver through as many receive buffers (osu_bw
+    reuses one of each; an owned-buffer API cannot)."""
+    return max(1, min(16, (256 << 20) // max(size, 1)))
 
 
 def llc_bytes():
@@ -128,12 +138,15 @@ def add(f):
 for n in (2, 4):
     p2p = sorted(glob.glob(os.path.join(out, f'p2p-{n}.rep*.txt')))
     if p2p:
-        # One way: every pair's sender's and receiver's buffer; both ways: two of each.
+        # One way: every pair's sender's and receiver's buffers (a window of them,
+        # p2p_window) and the ring between them; both ways: twice that.
         pairs = n // 2
         add(check(f'tutti-p2p, {n} ranks, one way ({len(p2p)} runs)',
-                  median_series(p2p, p2p_rows, lambda x: x[0]), llc, cache, lambda s, k=pairs: 2 * k * s))
+                  median_series(p2p, p2p_rows, lambda x: x[0]), llc, cache,
+                  lambda s, k=pairs: k * (2 * p2p_window(s) * s + RING)))
         add(check(f'tutti-p2p, {n} ranks, bidirectional ({len(p2p)} runs)',
-                  median_series(p2p, p2p_rows, lambda x: x[1]), llc, cache, lambda s, k=pairs: 4 * k * s))
+                  median_series(p2p, p2p_rows, lambda x: x[1]), llc, cache,
+                  lambda s, k=pairs: 2 * k * (2 * p2p_window(s) * s + RING)))
 for n in (2, 4):
     files = sorted(glob.glob(os.path.join(out, f'all_reduce-{n}.rep*.txt')))
     if files:
