@@ -584,6 +584,8 @@ fn wake_if_dozing(sh: &Shared) {
 /// between, until a caller drives again or nothing is pending.
 fn background(sh: &Shared) {
     let mut seen = sh.activity.load(Ordering::Acquire);
+    // Whether the last look also found operations pending and nobody driving.
+    let mut was_unattended = false;
     loop {
         if sh.stop.load(Ordering::Acquire) {
             return;
@@ -591,7 +593,8 @@ fn background(sh: &Shared) {
         let pending = sh.pending.load(Ordering::Acquire) > 0;
         let driven = sh.drivers.load(Ordering::Acquire) > 0;
         let now = sh.activity.load(Ordering::Acquire);
-        if pending && !driven && now == seen {
+        let unattended = pending && !driven;
+        if unattended && was_unattended && now == seen {
             // Unattended for a whole watch: drive.
             while !sh.stop.load(Ordering::Acquire)
                 && sh.drivers.load(Ordering::Acquire) == 0
@@ -608,9 +611,11 @@ fn background(sh: &Shared) {
                 });
             }
             seen = sh.activity.load(Ordering::Acquire);
+            was_unattended = false;
             continue;
         }
         seen = now;
+        was_unattended = unattended;
         if !driven {
             // Unasked-for messages, deadlines and liveness.
             try_progress(sh);
