@@ -511,6 +511,42 @@ process_test!(
     posted_send_progresses_while_its_owner_computes
 );
 
+/// Small messages over TCP between two pairs at once: each round trip must take well
+/// under a millisecond. With several bridged links in one process, a bridge thread
+/// that read another link's socket while waiting consumed the data whose arrival that
+/// link's own reader slept on, which then woke only after its 10 ms nap (about 5 ms
+/// per message on average): 100 round trips took a second.
+fn small_round_trips_between_two_pairs(g: &ProcessGroup) {
+    let peer = g.rank() ^ 1;
+    let mut b = [0f32; 2];
+    g.barrier().unwrap();
+    let start = Instant::now();
+    for i in 0..100 {
+        let v = [i as f32, g.rank() as f32];
+        if g.rank().is_multiple_of(2) {
+            g.send(&v, peer, 9).unwrap();
+            g.recv(&mut b, peer, 9).unwrap();
+            assert_eq!(b, [i as f32, peer as f32]);
+        } else {
+            g.recv(&mut b, peer, 9).unwrap();
+            assert_eq!(b, [i as f32, peer as f32]);
+            g.send(&v, peer, 9).unwrap();
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "100 round trips of 8 bytes took {took:?} (a lost wake-up costs a 10 ms nap)"
+    );
+}
+
+process_test!(
+    processes_tcp_small_round_trips_between_two_pairs,
+    4,
+    penv("tcp"),
+    small_round_trips_between_two_pairs
+);
+
 fn exchange_if_pair(g: &ProcessGroup) {
     // Ranks 0 and 1 exchange 4 MiB in both directions while rank 2 waits.
     if g.rank() < 2 {

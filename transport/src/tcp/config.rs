@@ -23,6 +23,13 @@ pub struct TcpConfig {
     pub ifname: Option<String>,
     /// How a waiting thread polls its sockets before it sleeps in `poll`.
     pub wait: PollBudget,
+    /// Whether a thread waiting on one link also reads the endpoint's other links
+    /// (default true: what keeps collectives where every rank sends first free of
+    /// deadlock without reader threads). False for links that each have a reader
+    /// thread of their own (the point-to-point bridges): there a thread reading
+    /// another link's socket would consume the data whose arrival that link's
+    /// reader sleeps on, which then wakes only after its nap.
+    pub drain_others: bool,
     /// Congestion control of the link's sockets (`TUTTI_TCP_CONGESTION`).
     pub congestion: Congestion,
     /// Aborts every wait of links made with this config.
@@ -81,6 +88,7 @@ impl TcpConfig {
             checksum: env_usize("TUTTI_TCP_CHECKSUM").is_some_and(|v| v != 0),
             ifname: std::env::var("TUTTI_SOCKET_IFNAME").ok(),
             wait: PollBudget::for_local_ranks(local_ranks),
+            drain_others: true,
             congestion: Congestion::from_env(),
             abort: AbortHandle::new(),
         }

@@ -41,7 +41,9 @@ pub(crate) fn make_link(
         peer: peer.clone(),
         inbound: Mutex::new(inbound),
     });
-    engine.register(&rx);
+    if cfg.drain_others {
+        engine.register(&rx);
+    }
     let tx = TcpSend {
         socks: sockets,
         engine: engine.clone(),
