@@ -295,9 +295,8 @@ impl Inner {
                 Err(_) => return Vec::new(),
             };
             let missing: Vec<usize> = (0..self.size).filter(|&r| !seen[r]).collect();
-            let now = seen.iter().filter(|&&s| s).count();
-            if now > reported {
-                reported = now;
+            if self.size - missing.len() > reported {
+                reported = self.size - missing.len();
                 until = until.max(start.elapsed() + FAILURE_GRACE_EXTEND);
             }
             if missing.is_empty() || start.elapsed() >= until.min(FAILURE_GRACE_MAX) {

@@ -5,9 +5,9 @@
 //! Every posted operation advances whenever anyone makes progress: a thread waiting
 //! for an operation moves the bytes itself ([`Engine::drive`], MPI's progress in wait,
 //! so a blocking exchange costs no thread hand-off), and a background thread takes over
-//! when operations have been pending for a millisecond with nobody waiting or posting. So sends and receives posted in any
-//! order never deadlock as long as every send has a matching receive: a send never
-//! blocks the receives behind it.
+//! when operations have been pending for a millisecond with nobody waiting or
+//! posting. So sends and receives posted in any order never deadlock as long as
+//! every send has a matching receive: a send never blocks the receives behind it.
 //!
 //! Matching: a receive takes the first message from its source (or from any peer)
 //! with its tag, in arrival order; messages between two ranks with equal tags are

@@ -2,8 +2,6 @@
 //! ranks (loopback on one host).
 
 use super::{Endpoint, LinkCost, OpenCtx, Purpose, Topology, Transport};
-use std::time::Duration;
-
 use crate::tcp::{PollBudget, TcpConfig, TcpEndpoint};
 use crate::{Deadline, Link, Rendezvous, Result};
 
@@ -33,11 +31,9 @@ impl Transport for Tcp {
                 // The bridge's threads sleep in poll(2) at once: the engine's waiting
                 // thread already polls the rings they fill, and a bridge thread
                 // polling its socket too took the cores the ranks need (2 ranks on
-                // 2 cores: 8-byte half round trip 74-118 us polling, 29-53 without).
-                cfg.wait = PollBudget {
-                    spin: Duration::ZERO,
-                    yields: Duration::ZERO,
-                };
+                // 2 cores: 8-byte half round trip 93-209 us polling, 39-58 without;
+                // bench/RESULTS.md, issue 17, "Ninth session").
+                cfg.wait = PollBudget::SLEEP;
                 // Each bridge's reader thread reads its own socket only.
                 cfg.drain_others = false;
                 format!("{}/p2p", ctx.prefix)

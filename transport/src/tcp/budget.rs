@@ -27,6 +27,13 @@ pub struct PollBudget {
 pub const OVERSUBSCRIBED_YIELD: Duration = Duration::from_millis(10);
 
 impl PollBudget {
+    /// No polling: a waiter sleeps in `poll(2)` at once (for threads that only wait,
+    /// like the point-to-point bridges' readers, while another thread polls).
+    pub const SLEEP: PollBudget = PollBudget {
+        spin: Duration::ZERO,
+        yields: Duration::ZERO,
+    };
+
     /// The budget for `local_ranks` ranks sharing this host's cores, given `wake`,
     /// the cost of sleeping on a socket and being woken ([`socket_wake_latency`]).
     ///
