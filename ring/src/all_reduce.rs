@@ -34,7 +34,7 @@ pub fn all_reduce_into(
     crate::check_input("all_reduce", Some(input), output)?;
     if ring.size == 1 {
         check(ring, "all_reduce", input.len(), reducer.element_size())?;
-        output.copy_from_slice(input);
+        tutti_transport::copy::copy_slice(output, input);
         return Ok(());
     }
     schedule(ring, Some(input), output, reducer)

@@ -73,7 +73,7 @@ pub fn all_to_all_v(
             recvs[me].len()
         )));
     }
-    output[recvs[me].clone()].copy_from_slice(&input[sends[me].clone()]);
+    tutti_transport::copy::copy_slice(&mut output[recvs[me].clone()], &input[sends[me].clone()]);
     let (chunk, dl) = (ring.chunk, ring.deadline);
     for k in 1..n {
         let to = ring.offset(k as isize);

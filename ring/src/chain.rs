@@ -65,7 +65,7 @@ pub fn reduce(
                 input.len()
             )));
         }
-        output.copy_from_slice(input);
+        tutti_transport::copy::copy_slice(output, input);
     }
     if n == 1 || input.is_empty() {
         return Ok(());

@@ -30,7 +30,7 @@ pub fn gather(ring: &mut Schedule<'_>, input: &[u8], output: &mut [u8], root: us
             output.len()
         )));
     }
-    output[root * l..(root + 1) * l].copy_from_slice(input);
+    tutti_transport::copy::copy_slice(&mut output[root * l..(root + 1) * l], input);
     for p in (0..n).filter(|&p| p != root && l > 0) {
         let (_, rx) = ring.links.pair(p, p)?;
         ops::recv(rx, &mut output[p * l..(p + 1) * l], dl)?;
@@ -68,7 +68,7 @@ pub fn scatter(
             input.len()
         )));
     }
-    output.copy_from_slice(&input[root * l..(root + 1) * l]);
+    tutti_transport::copy::copy_slice(output, &input[root * l..(root + 1) * l]);
     for p in (0..n).filter(|&p| p != root && l > 0) {
         let (tx, _) = ring.links.pair(p, p)?;
         ops::send(tx, &input[p * l..(p + 1) * l], chunk, dl)?;

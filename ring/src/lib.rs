@@ -117,7 +117,7 @@ pub(crate) fn nothing_to_exchange(
         return false;
     }
     if let Some(i) = input {
-        out.copy_from_slice(i);
+        tutti_transport::copy::copy_slice(out, i);
     }
     true
 }

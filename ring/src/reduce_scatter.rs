@@ -27,7 +27,7 @@ pub fn reduce_scatter(
             own.len()
         )));
     }
-    output.copy_from_slice(&input[own.clone()]);
+    tutti_transport::copy::copy_slice(output, &input[own.clone()]);
     if n == 1 || len == 0 {
         return Ok(());
     }

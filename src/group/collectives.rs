@@ -294,7 +294,7 @@ impl ProcessGroup {
             "all_reduce plan"
         );
         if let (Some(i), Algo::Tree) = (input, plan.algo) {
-            buf.copy_from_slice(i);
+            tutti_transport::copy::copy_slice(buf, i);
         }
         match plan.algo {
             Algo::Ring if input.is_some() => tutti_ring::all_reduce_into(
@@ -322,7 +322,7 @@ impl ProcessGroup {
             }
             _ => {
                 if let Some(i) = input {
-                    buf.copy_from_slice(i);
+                    tutti_transport::copy::copy_slice(buf, i);
                 }
                 tutti_ring::all_reduce(&mut self.ring(links, plan.chunk, dl), buf, reducer)
             }

@@ -156,7 +156,7 @@ impl ProcessGroup {
             let w = self.window(paths)?;
             if w.members() == 1 {
                 if let Some(i) = input {
-                    buf.copy_from_slice(i);
+                    tutti_transport::copy::copy_slice(buf, i);
                 }
             } else if len <= LINE_PAYLOAD {
                 small::all_reduce(w, &partial, input, buf, dl)?;
@@ -281,7 +281,7 @@ impl ProcessGroup {
         {
             let w = self.window(paths)?;
             if w.members() == 1 {
-                acc.copy_from_slice(input);
+                tutti_transport::copy::copy_slice(&mut acc, input);
             } else {
                 let out = if acc.is_empty() {
                     addr(input)

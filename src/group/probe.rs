@@ -86,11 +86,19 @@ fn cache_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("tutti-probe-{uid}-{boot}.txt"))
 }
 
-/// The key of a measurement: tutti's version, the rank count and the window size.
+/// Bumped when the algorithms or their copies change what the probe would find, so
+/// that a cached result from an older build is measured again (2: the window copies
+/// avoid glibc's slow `rep movsb` case, `tutti_transport::copy`; with it, two-shot
+/// wins on a Zen 3 where it never did).
+const REVISION: u32 = 2;
+
+/// The key of a measurement: tutti's version, the probe's revision, the copy policy,
+/// the rank count and the window size.
 fn key(n: usize) -> String {
     format!(
-        "v{} n={n} window={}",
+        "v{} r{REVISION} copy={:?} n={n} window={}",
         env!("CARGO_PKG_VERSION"),
+        tutti_transport::copy::policy(),
         tutti_transport::window::DEFAULT_DATA_BYTES
     )
 }

@@ -24,6 +24,7 @@
 //! passed deadline is an error naming the peer, never a hang.
 
 pub mod bridge;
+pub mod copy;
 mod deadline;
 mod error;
 pub mod faulty;

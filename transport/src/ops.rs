@@ -28,7 +28,7 @@ pub fn send(tx: &mut dyn SendHalf, data: &[u8], chunk: usize, deadline: Deadline
     let chunk = effective_chunk(chunk, tx.max_message());
     for piece in data.chunks(chunk) {
         let buf = tx.reserve(piece.len(), deadline)?;
-        buf.copy_from_slice(piece);
+        crate::copy::copy_slice(buf, piece);
         tx.commit()?;
     }
     Ok(())
@@ -105,7 +105,7 @@ pub fn recv(rx: &mut dyn RecvHalf, out: &mut [u8], deadline: Deadline) -> Result
         let dst = &mut out[off..];
         off += consume(rx, room, deadline, |msg, n| {
             match msg {
-                Message::Bytes(b) => dst[..n].copy_from_slice(b),
+                Message::Bytes(b) => crate::copy::copy_slice(&mut dst[..n], b),
                 Message::Remote(r) => r.read(0, &mut dst[..n])?,
             }
             Ok(())
@@ -244,7 +244,7 @@ pub fn recv_reduce_copy_send(
         reducer
             .reduce(out, local, incoming)
             .map_err(Fault::Reduce)?;
-        local.copy_from_slice(out);
+        crate::copy::copy_slice(local, out);
         Ok(())
     })
 }
@@ -278,7 +278,7 @@ pub fn recv_reduce_copy_send_into(
         |off, next, incoming| {
             let l = &local[off..off + next.len()];
             reducer.reduce(next, l, incoming).map_err(Fault::Reduce)?;
-            out[off..off + next.len()].copy_from_slice(next);
+            crate::copy::copy_slice(&mut out[off..off + next.len()], next);
             Ok(())
         },
     )
@@ -293,14 +293,14 @@ pub fn recv_copy_send(
 ) -> Result<()> {
     if sends_from_caller(tx, out.len()) {
         return forward_kept(rx, tx, out, 1, deadline, |kept, incoming| {
-            kept.copy_from_slice(incoming);
+            crate::copy::copy_slice(kept, incoming);
             Ok(())
         });
     }
     let len = out.len();
     forward(rx, tx, len, 1, deadline, |off, next, incoming| {
-        next.copy_from_slice(incoming);
-        out[off..off + next.len()].copy_from_slice(incoming);
+        crate::copy::copy_slice(next, incoming);
+        crate::copy::copy_slice(&mut out[off..off + next.len()], incoming);
         Ok(())
     })
 }

@@ -164,7 +164,7 @@ pub fn reduce(
     // Interior ranks accumulate partial sums: work on a copy of the input there.
     let mut scratch;
     let data: &mut [u8] = if t.rank == root {
-        output.copy_from_slice(input);
+        tutti_transport::copy::copy_slice(output, input);
         output
     } else {
         scratch = input.to_vec();

@@ -464,7 +464,7 @@ impl State {
             Some(Unexpected::Eager { from, tag, data }) => {
                 let buf = op.inc.buf();
                 if buf.len() == data.len() {
-                    buf.copy_from_slice(&data);
+                    crate::copy::copy_slice(buf, &data);
                     self.c.finish_recv(op, Ok(from), sh);
                 } else {
                     let e = self.c.mismatch(from, tag, buf.len(), data.len());
@@ -668,7 +668,7 @@ fn receive_side(p: usize, ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Re
                     Some(mut op) => {
                         let buf = op.inc.buf();
                         if buf.len() == len {
-                            buf.copy_from_slice(payload);
+                            crate::copy::copy_slice(buf, payload);
                             c.finish_recv(op, Ok(p), sh);
                         } else {
                             let e = c.mismatch(p, tag, buf.len(), len);
@@ -738,7 +738,7 @@ fn receive_side(p: usize, ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Re
                             ),
                         ));
                     }
-                    buf[off..off + payload.len()].copy_from_slice(payload);
+                    crate::copy::copy_slice(&mut buf[off..off + payload.len()], payload);
                     op.got += payload.len();
                     if op.got == buf.len()
                         && let Some(op) = ps.matched.remove(&id)
@@ -830,7 +830,7 @@ fn send_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Result<bool> {
             let Some(dst) = tx.try_reserve(len)? else {
                 break;
             };
-            dst.copy_from_slice(op.out.data());
+            crate::copy::copy_slice(dst, op.out.data());
             tx.commit(EAGER, [u64::from(op.tag), len as u64, op.id, 0, 0, 0])?;
             if let Some(op) = ps.queue.pop_front() {
                 c.finish_send(op, Ok(()), sh);
@@ -862,7 +862,7 @@ fn send_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Result<bool> {
             let Some(dst) = tx.try_reserve(n)? else {
                 return Ok(moved);
             };
-            dst.copy_from_slice(&op.out.data()[op.sent..op.sent + n]);
+            crate::copy::copy_slice(dst, &op.out.data()[op.sent..op.sent + n]);
             tx.commit(DATA, [op.id, op.sent as u64, 0, 0, 0, 0])?;
             op.sent += n;
             moved = true;

@@ -375,7 +375,7 @@ impl Exec for HostExec<'_> {
         // SAFETY: the algorithms hand in `len`-byte ranges of the caller's buffers
         // and of mapped windows, valid for the call, not overlapping (checked); the
         // round protocol guarantees no one else writes them meanwhile.
-        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, len) };
+        unsafe { crate::copy::copy(dst as *mut u8, src as *const u8, len) };
         Ok(())
     }
 
@@ -448,9 +448,7 @@ impl Exec for HostExec<'_> {
             if let Some(m) = a {
                 // SAFETY: a block of one of the caller's copies: valid, disjoint
                 // (checked above) ranges that no one else writes during the call.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(m.src as *const u8, m.dst as *mut u8, m.len)
-                };
+                unsafe { crate::copy::copy(m.dst as *mut u8, m.src as *const u8, m.len) };
             }
             let b = o.next();
             if let Some(m) = b {

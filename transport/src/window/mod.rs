@@ -606,9 +606,7 @@ impl Window {
                 // member (a thread) published for exactly this read and keeps valid and
                 // unmodified until we report completion; `out` is ours and does not
                 // overlap it (a buffer cannot be both a pending send and a receive).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(addr as *const u8, out.as_mut_ptr(), out.len())
-                };
+                unsafe { crate::copy::copy(out.as_mut_ptr(), addr as *const u8, out.len()) };
                 Ok(())
             }
             Some(Direct::Cma(pid)) => crate::shm::cma::CmaRead {
