@@ -175,8 +175,19 @@ pub(super) struct WindowAgreement {
     pub direct: bool,
 }
 
-/// Messages up to this size travel eagerly (`TUTTI_P2P_EAGER_BYTES`).
-const DEFAULT_EAGER: usize = 64 << 10;
+/// Messages up to a 32nd of the point-to-point ring travel eagerly (16 KiB with the
+/// default 512 KiB ring; `TUTTI_P2P_EAGER_BYTES` overrides), so that a burst of 16
+/// such messages each way takes at most half the ring. With 64 KiB (an eighth), 16
+/// messages of 32 KiB filled the ring and the sender waited on a receiver that was
+/// itself sending: 4 ranks on 2 cores (Zen 3), bidirectional 32 KiB 1.7-2.2 GB/s
+/// against 4.3-5.6 at 16 KiB; with a 32nd, 5.1-5.7 (bench/RESULTS.md, issue 18).
+const EAGER_RING_FRACTION: usize = 32;
+
+/// The eager limit for a ring of `ring_bytes`: [`EAGER_RING_FRACTION`] of it, within
+/// 4 KiB..64 KiB.
+fn default_eager(ring_bytes: usize) -> usize {
+    (ring_bytes / EAGER_RING_FRACTION).clamp(4 << 10, 64 << 10)
+}
 
 /// The point-to-point engine: rings in the window for the ranks on this host, rings
 /// bridged to a link (the registry's pick for the pair: TCP, RDMA) for the others.
@@ -241,7 +252,7 @@ fn connect_engine(
     let eager_max = std::env::var("TUTTI_P2P_EAGER_BYTES")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_EAGER);
+        .unwrap_or_else(|| default_eager(window.ring_bytes()));
     let single_copy = SingleCopy::from_env();
     let cfg = EngineConfig {
         eager_max,

@@ -309,7 +309,10 @@ impl Inbound {
         let slot = self.payload_mut(len)?;
         let k = (self.hi - self.lo).min(len - self.have);
         if k > 0 {
-            slot[self.have..self.have + k].copy_from_slice(&self.stage[self.lo..self.lo + k]);
+            crate::copy::copy_slice(
+                &mut slot[self.have..self.have + k],
+                &self.stage[self.lo..self.lo + k],
+            );
             self.lo += k;
             self.have += k;
         }
@@ -367,7 +370,7 @@ impl Inbound {
             if past.len() > self.stage.len() {
                 self.stage.resize(past.len(), 0);
             }
-            self.stage[..past.len()].copy_from_slice(past);
+            crate::copy::copy_slice(&mut self.stage[..past.len()], past);
             self.hi = past.len();
         }
         if self.have == len {
