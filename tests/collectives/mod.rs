@@ -1,8 +1,8 @@
 //! The collectives correctness matrix, run by `collectives_threads.rs` (ranks as
 //! threads) and `collectives_processes.rs` (ranks as processes, shm and tcp).
 //!
-//! Every rank regenerates every rank's random input from (case seed, rank), so it
-//! can compute the reference itself: integer results and min/max must be bit-exact;
+//! Every rank regenerates every rank's random input from (case seed, rank) (drawn
+//! once per process, [`input`]), so it can compute the reference itself: integer results and min/max must be bit-exact;
 //! float sums, products and averages must lie within the documented rounding bound
 //! `2 n u (sum |x_i| + |ref|)` (products: `2 n u |ref|`), `u` the type's unit
 //! roundoff, because the ring and the tree add in a different order than the
@@ -12,8 +12,11 @@
 
 use half::{bf16, f16};
 use num_complex::Complex;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use tutti::{Element, ProcessGroup, ReduceOp, cpu};
 
 /// How much of the matrix a configuration runs.
@@ -32,7 +35,7 @@ pub trait TestElem: Element {
     const U: f64;
     /// Spacing of the type's subnormals: the absolute error floor of one rounding.
     const TINY: f64 = 0.0;
-    fn draw(rng: &mut StdRng, for_prod: bool) -> Self;
+    fn draw(rng: &mut SmallRng, for_prod: bool) -> Self;
     /// Real and imaginary parts as f64.
     fn parts(self) -> [f64; 2];
 }
@@ -42,14 +45,14 @@ macro_rules! int_elem {
         impl TestElem for $t {
             const INT: bool = true;
             const U: f64 = 0.0;
-            fn draw(rng: &mut StdRng, _: bool) -> Self { rng.random() }
+            fn draw(rng: &mut SmallRng, _: bool) -> Self { rng.random() }
             fn parts(self) -> [f64; 2] { [self as f64, 0.0] }
         }
     )*};
 }
 int_elem!(i32, u8);
 
-fn real(rng: &mut StdRng, for_prod: bool) -> f64 {
+fn real(rng: &mut SmallRng, for_prod: bool) -> f64 {
     if for_prod {
         rng.random_range(0.6..1.4)
     } else {
@@ -60,7 +63,7 @@ fn real(rng: &mut StdRng, for_prod: bool) -> f64 {
 impl TestElem for f32 {
     const INT: bool = false;
     const U: f64 = 5.960464477539063e-8;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         real(rng, p) as f32
     }
     fn parts(self) -> [f64; 2] {
@@ -70,7 +73,7 @@ impl TestElem for f32 {
 impl TestElem for f64 {
     const INT: bool = false;
     const U: f64 = 1.1102230246251565e-16;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         real(rng, p)
     }
     fn parts(self) -> [f64; 2] {
@@ -81,7 +84,7 @@ impl TestElem for f16 {
     const INT: bool = false;
     const U: f64 = 4.8828125e-4;
     const TINY: f64 = 5.960464477539063e-8;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         f16::from_f64(real(rng, p))
     }
     fn parts(self) -> [f64; 2] {
@@ -91,7 +94,7 @@ impl TestElem for f16 {
 impl TestElem for bf16 {
     const INT: bool = false;
     const U: f64 = 3.90625e-3;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         bf16::from_f64(real(rng, p))
     }
     fn parts(self) -> [f64; 2] {
@@ -101,7 +104,7 @@ impl TestElem for bf16 {
 impl TestElem for Complex<f32> {
     const INT: bool = false;
     const U: f64 = 5.960464477539063e-8;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         Complex::new(
             real(rng, p) as f32,
             real(rng, p) as f32 * if p { 0.3 } else { 1.0 },
@@ -114,7 +117,7 @@ impl TestElem for Complex<f32> {
 impl TestElem for Complex<f64> {
     const INT: bool = false;
     const U: f64 = 1.1102230246251565e-16;
-    fn draw(rng: &mut StdRng, p: bool) -> Self {
+    fn draw(rng: &mut SmallRng, p: bool) -> Self {
         Complex::new(real(rng, p), real(rng, p) * if p { 0.3 } else { 1.0 })
     }
     fn parts(self) -> [f64; 2] {
@@ -123,11 +126,42 @@ impl TestElem for Complex<f64> {
 }
 
 /// Rank `r`'s input for a case.
+///
+/// Every rank draws every rank's input (to compute the reference), so with `n`
+/// thread ranks in one process each input used to be drawn `n` times: half of the
+/// thread matrix's time (perf, 8 ranks) went to the generator. Inputs are drawn once
+/// per process and kept in a small cache that every thread rank asking for the same
+/// one copies from.
 pub fn input<T: TestElem>(seed: u64, r: usize, count: usize, op: ReduceOp) -> Vec<T> {
-    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(r as u64));
     let for_prod = matches!(op, ReduceOp::Prod);
-    (0..count).map(|_| T::draw(&mut rng, for_prod)).collect()
+    let key = (T::DTYPE, seed, r, count, for_prod);
+    let mut cache = INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, v)) = cache.iter().find(|(k, _)| *k == key)
+        && let Some(v) = v.downcast_ref::<Vec<T>>()
+    {
+        return v.clone();
+    }
+    let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(r as u64));
+    let v: Vec<T> = (0..count).map(|_| T::draw(&mut rng, for_prod)).collect();
+    let bytes = |c: &VecDeque<(InputKey, Box<dyn Any + Send + Sync>)>| {
+        c.iter().map(|(k, _)| k.3 * k.0.size()).sum::<usize>()
+    };
+    cache.push_back((key, Box::new(v.clone())));
+    while cache.len() > 1 && bytes(&cache) > INPUT_CACHE_BYTES {
+        cache.pop_front();
+    }
+    v
 }
+
+/// (dtype, case seed, rank, count, drawn for a product).
+type InputKey = (tutti::DataType, u64, usize, usize, bool);
+
+/// Inputs kept for the other thread ranks: the largest case of 8 ranks (8 inputs of
+/// `8 x 1 MiB`) fits.
+const INPUT_CACHE_BYTES: usize = 96 << 20;
+
+static INPUTS: Mutex<VecDeque<(InputKey, Box<dyn Any + Send + Sync>)>> =
+    Mutex::new(VecDeque::new());
 
 /// When set, every reduction must equal the rank-order fold `x0 op x1 op ...` bit
 /// for bit (the same-host window algorithms promise it), floats included.
