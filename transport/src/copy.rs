@@ -199,7 +199,7 @@ unsafe fn vector_copy(dst: *mut u8, src: *const u8, len: usize) {
             unsafe { x86::copy_avx2(dst, src, len) };
         } else {
             // SAFETY: the caller's guarantee; SSE2 is part of x86_64.
-            unsafe { x86::copy_sse2(dst, src, len) };
+            unsafe { x86::copy_sse2::<false>(dst, src, len) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -210,9 +210,10 @@ unsafe fn vector_copy(dst: *mut u8, src: *const u8, len: usize) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::{
-        __m128i, __m256i, _mm_loadu_si128, _mm_store_si128, _mm256_loadu_si256, _mm256_store_si256,
+        __m128i, __m256i, _mm_loadu_si128, _mm_store_si128, _mm_stream_si128, _mm256_loadu_si256,
+        _mm256_store_si256,
     };
 
     /// # Safety
@@ -240,9 +241,13 @@ mod x86 {
         }
     }
 
+    /// The SSE2 loop: ordinary stores, or streaming (non-temporal) ones when
+    /// `STREAM` (then without the fence: [`crate::window`]'s output copies fence
+    /// after their last one).
+    ///
     /// # Safety
     /// `src` and `dst` valid for `len` bytes, not overlapping.
-    pub(super) unsafe fn copy_sse2(dst: *mut u8, src: *const u8, len: usize) {
+    pub(crate) unsafe fn copy_sse2<const STREAM: bool>(dst: *mut u8, src: *const u8, len: usize) {
         let head = dst.align_offset(16).min(len);
         // SAFETY: every access stays inside the caller's ranges; the stores go to
         // 16-byte aligned addresses (after `head`); SSE2 is part of x86_64.
@@ -252,12 +257,19 @@ mod x86 {
             while i + 64 <= len {
                 let s = src.add(i) as *const __m128i;
                 let d = dst.add(i) as *mut __m128i;
-                let (a, b) = (_mm_loadu_si128(s), _mm_loadu_si128(s.add(1)));
-                let (c, e) = (_mm_loadu_si128(s.add(2)), _mm_loadu_si128(s.add(3)));
-                _mm_store_si128(d, a);
-                _mm_store_si128(d.add(1), b);
-                _mm_store_si128(d.add(2), c);
-                _mm_store_si128(d.add(3), e);
+                let v = [
+                    _mm_loadu_si128(s),
+                    _mm_loadu_si128(s.add(1)),
+                    _mm_loadu_si128(s.add(2)),
+                    _mm_loadu_si128(s.add(3)),
+                ];
+                for (k, v) in v.into_iter().enumerate() {
+                    if STREAM {
+                        _mm_stream_si128(d.add(k), v);
+                    } else {
+                        _mm_store_si128(d.add(k), v);
+                    }
+                }
                 i += 64;
             }
             std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
@@ -279,7 +291,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the caller's guarantee.
         unsafe {
-            x86::copy_sse2(dst, src, len)
+            x86::copy_sse2::<false>(dst, src, len)
         };
         #[cfg(not(target_arch = "x86_64"))]
         // SAFETY: the caller's guarantee.

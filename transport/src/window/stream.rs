@@ -72,27 +72,8 @@ pub(crate) fn fence() {
 /// As [`copy_nt`].
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn copy_nt_unfenced(dst: *mut u8, src: *const u8, len: usize) {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-    let head = dst.align_offset(16).min(len);
-    // SAFETY: the caller guarantees both ranges; every access below stays inside
-    // them; the streaming stores go to 16-byte aligned addresses (after `head`);
-    // SSE2 is part of x86_64.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src, dst, head);
-        let mut i = head;
-        while i + 64 <= len {
-            let s = src.add(i) as *const __m128i;
-            let d = dst.add(i) as *mut __m128i;
-            let (a, b) = (_mm_loadu_si128(s), _mm_loadu_si128(s.add(1)));
-            let (c, e) = (_mm_loadu_si128(s.add(2)), _mm_loadu_si128(s.add(3)));
-            _mm_stream_si128(d, a);
-            _mm_stream_si128(d.add(1), b);
-            _mm_stream_si128(d.add(2), c);
-            _mm_stream_si128(d.add(3), e);
-            i += 64;
-        }
-        std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i);
-    }
+    // SAFETY: the caller's guarantee.
+    unsafe { crate::copy::x86::copy_sse2::<true>(dst, src, len) };
 }
 
 /// Elsewhere: the ordinary copy.
