@@ -2,11 +2,12 @@
 //! threads) and `collectives_processes.rs` (ranks as processes, shm and tcp).
 //!
 //! Every rank regenerates every rank's random input from (case seed, rank) (drawn
-//! once per process, [`input`]), so it can compute the reference itself: integer results and min/max must be bit-exact;
-//! float sums, products and averages must lie within the documented rounding bound
-//! `2 n u (sum |x_i| + |ref|)` (products: `2 n u |ref|`), `u` the type's unit
-//! roundoff, because the ring and the tree add in a different order than the
-//! reference. Every rank's result must also be bit-identical to rank 0's.
+//! once per process, [`input`]), so it can compute the reference itself: integer
+//! results and min/max must be bit-exact; float sums, products and averages must lie
+//! within the documented rounding bound `2 n u (sum |x_i| + |ref|)` (products:
+//! `2 n u |ref|`), `u` the type's unit roundoff, because the ring and the tree add in
+//! a different order than the reference. Every rank's result must also be
+//! bit-identical to rank 0's.
 
 #![allow(dead_code, clippy::needless_range_loop)]
 
@@ -143,9 +144,7 @@ pub fn input<T: TestElem>(seed: u64, r: usize, count: usize, op: ReduceOp) -> Ve
     }
     let mut rng = SmallRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(r as u64));
     let v: Vec<T> = (0..count).map(|_| T::draw(&mut rng, for_prod)).collect();
-    let bytes = |c: &VecDeque<(InputKey, Box<dyn Any + Send + Sync>)>| {
-        c.iter().map(|(k, _)| k.3 * k.0.size()).sum::<usize>()
-    };
+    let bytes = |c: &InputCache| c.iter().map(|(k, _)| k.3 * k.0.size()).sum::<usize>();
     cache.push_back((key, Box::new(v.clone())));
     while cache.len() > 1 && bytes(&cache) > INPUT_CACHE_BYTES {
         cache.pop_front();
@@ -160,8 +159,10 @@ type InputKey = (tutti::DataType, u64, usize, usize, bool);
 /// `8 x 1 MiB`) fits.
 const INPUT_CACHE_BYTES: usize = 96 << 20;
 
-static INPUTS: Mutex<VecDeque<(InputKey, Box<dyn Any + Send + Sync>)>> =
-    Mutex::new(VecDeque::new());
+/// Recent inputs, oldest first, each a `Vec<T>` of its key's dtype.
+type InputCache = VecDeque<(InputKey, Box<dyn Any + Send + Sync>)>;
+
+static INPUTS: Mutex<InputCache> = Mutex::new(VecDeque::new());
 
 /// When set, every reduction must equal the rank-order fold `x0 op x1 op ...` bit
 /// for bit (the same-host window algorithms promise it), floats included.
