@@ -135,6 +135,7 @@ impl ProcessGroup {
             self.size(),
             self.inner.layout.costs.ring,
             links.max_message,
+            self.inner.layout.crowded,
             (forced_algo, o.chunk),
         );
         if !tree_ok {
@@ -158,7 +159,7 @@ impl ProcessGroup {
         self.inner
             .opts
             .chunk
-            .unwrap_or_else(|| pick_chunk(segment, links.max_message))
+            .unwrap_or_else(|| pick_chunk(segment, links.max_message, self.inner.layout.crowded))
             .min(links.max_message)
     }
 
@@ -361,6 +362,7 @@ impl ProcessGroup {
                         layout.hosts.len(),
                         layout.costs.leaders,
                         paths.links.max_message,
+                        layout.crowded,
                         (None, o.chunk),
                     );
                     self.broadcast_hier(paths, dtype.size(), buf, root, leaders, dl)

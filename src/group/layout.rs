@@ -17,6 +17,9 @@ pub(crate) struct Layout {
     pub leaders: Vec<usize>,
     /// What a hop costs on each kind of path.
     pub costs: Costs,
+    /// Whether the ranks of some host outnumber its cores (the tuner then pipelines
+    /// less, [`super::tuner::pick_chunk`]).
+    pub crowded: bool,
 }
 
 /// Bottleneck link costs (worst alpha and worst beta over the links a schedule
@@ -71,6 +74,7 @@ impl Layout {
             hosts,
             host_of,
             leaders,
+            crowded: (0..n).any(|r| topo.oversubscribed(r)),
             costs: Costs {
                 ring,
                 leaders: between,

@@ -16,7 +16,8 @@
 //! The ring wins on bandwidth (each byte crosses each link ~twice), the tree on
 //! latency for many ranks (`log n` instead of `n` hops). The chunk is the largest the
 //! links carry in one message, shrunk so each segment has at least two chunks to
-//! pipeline. `TUTTI_ALGO` and `TUTTI_CHUNK_BYTES` override both choices.
+//! pipeline, except where the ranks of a host outnumber its cores ([`pick_chunk`]).
+//! `TUTTI_ALGO` and `TUTTI_CHUNK_BYTES` override both choices.
 //!
 //! Each link's `alpha` and `beta` come from the transport registry (the entry that
 //! connects the pair); a flat schedule is planned with its worst link. Ranks on
@@ -56,17 +57,19 @@ pub struct Plan {
     pub chunk: usize,
 }
 
-/// Picks an all_reduce algorithm and chunk for `bytes` over `n` ranks.
+/// Picks an all_reduce algorithm and chunk for `bytes` over `n` ranks; `crowded`:
+/// the ranks of some host outnumber its cores (see [`pick_chunk`]).
 pub fn plan_all_reduce(
     bytes: usize,
     n: usize,
     cost: LinkCost,
     max_message: usize,
+    crowded: bool,
     forced: (Option<Algo>, Option<usize>),
 ) -> Plan {
     let chunk = forced
         .1
-        .unwrap_or_else(|| pick_chunk(bytes / n.max(1), max_message))
+        .unwrap_or_else(|| pick_chunk(bytes / n.max(1), max_message, crowded))
         .min(max_message)
         .max(16);
     let algo = forced.0.unwrap_or_else(|| {
@@ -144,6 +147,7 @@ pub(crate) fn plan_spread(
             n,
             costs.ring,
             max_message,
+            layout.crowded,
             (flat_algo, forced.1),
         ));
     }
@@ -152,6 +156,7 @@ pub(crate) fn plan_spread(
         h,
         costs.leaders,
         max_message,
+        layout.crowded,
         (None, forced.1),
     ))
 }
@@ -189,10 +194,27 @@ pub fn plan_window(bytes: usize, two_shot_from: usize, forced: Option<Algo>) -> 
     }
 }
 
-/// Chunk for other collectives: as large as one message, at least 2 per segment.
-pub fn pick_chunk(segment: usize, max_message: usize) -> usize {
-    let half = (segment / 2).next_multiple_of(16);
-    half.clamp(4096.min(max_message), max_message)
+/// Pipeline chunk for a segment of `segment` bytes: as large as one message, at least
+/// 2 per segment so that a rank forwards the first while the second arrives.
+///
+/// `crowded` (the ranks of some host outnumber its cores): one chunk per segment, up
+/// to half a message. Ranks that take turns on a core gain little from overlapping
+/// their steps, and every further chunk costs each rank a hand-off; chunks of a whole
+/// message ran slower again. 4 ranks over TCP (512 KiB messages) on 2 cores (AMD Zen
+/// 3), ring, busbw in GB/s, interleaved runs, two chunks per segment / one: 256 KiB
+/// 0.49-0.73 / 0.75-1.05, 512 KiB 0.76-1.01 / 1.10-1.48, 1 MiB 0.77-1.22 / 1.08-1.33
+/// (4 runs each); chunks of 512 KiB / 256 KiB: 2 MiB 0.98-1.16 / 0.72-1.11 (4 runs),
+/// 4 MiB 1.24-1.45 / 1.37-1.43 (3 runs). Over shared-memory links one chunk per
+/// segment measured the same as two (512 KiB: 5.06-5.57 / 5.12-5.49 GB/s).
+/// bench/RESULTS.md, issue 17, "Eleventh session".
+pub fn pick_chunk(segment: usize, max_message: usize, crowded: bool) -> usize {
+    let want = if crowded {
+        segment.min(max_message / 2)
+    } else {
+        segment / 2
+    };
+    want.next_multiple_of(16)
+        .clamp(4096.min(max_message), max_message)
         .next_multiple_of(16)
         .min(max_message)
 }
@@ -206,7 +228,7 @@ mod tests {
         let tcp = LinkCost::tcp();
         let shm = LinkCost::shm(false);
         let plan = |b: usize, n: usize, c: LinkCost, m: usize| {
-            plan_all_reduce(b, n, c, m, (None, None)).algo
+            plan_all_reduce(b, n, c, m, false, (None, None)).algo
         };
         assert_eq!(plan(8, 8, tcp, 1 << 19), Algo::Direct);
         assert_eq!(plan(8, 2, shm, 1 << 16), Algo::Direct);
@@ -222,7 +244,14 @@ mod tests {
         assert_eq!(plan(4 << 20, 2, shm, 1 << 16), Algo::Ring);
         // Too large for one message: never direct.
         assert_ne!(plan(1 << 20, 2, shm, 1 << 16), Algo::Direct);
-        let forced = plan_all_reduce(256 << 20, 8, tcp, 1 << 19, (Some(Algo::Tree), Some(4096)));
+        let forced = plan_all_reduce(
+            256 << 20,
+            8,
+            tcp,
+            1 << 19,
+            true,
+            (Some(Algo::Tree), Some(4096)),
+        );
         assert_eq!(
             forced,
             Plan {
@@ -280,11 +309,30 @@ mod tests {
     #[test]
     fn chunks_are_multiples_of_16_within_the_message_limit() {
         for seg in [0, 1, 100, 5000, 1 << 20, 1 << 30] {
-            let c = pick_chunk(seg, 65536);
-            assert!(
-                c.is_multiple_of(16) && (4096..=65536).contains(&c),
-                "{seg} -> {c}"
-            );
+            for crowded in [false, true] {
+                let c = pick_chunk(seg, 65536, crowded);
+                assert!(
+                    c.is_multiple_of(16) && (4096..=65536).contains(&c),
+                    "{seg} {crowded} -> {c}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn crowded_hosts_send_one_chunk_per_segment() {
+        assert_eq!(pick_chunk(256 << 10, 512 << 10, false), 128 << 10);
+        assert_eq!(pick_chunk(256 << 10, 512 << 10, true), 256 << 10);
+        assert_eq!(pick_chunk(4 << 20, 512 << 10, true), 256 << 10);
+        assert_eq!(pick_chunk(4 << 20, 512 << 10, false), 512 << 10);
+        assert_eq!(pick_chunk(1000, 512 << 10, true), 4096);
+        let tcp = LinkCost::tcp();
+        let plan = |crowded| plan_all_reduce(1 << 20, 4, tcp, 512 << 10, crowded, (None, None));
+        assert_eq!(plan(false).chunk, 128 << 10);
+        assert_eq!(plan(true).chunk, 256 << 10);
+        assert_eq!(plan(true).algo, plan(false).algo);
+        // Every rank on a host with cores enough: not crowded.
+        assert!(!layout(2, 4, 8).crowded);
+        assert!(layout(2, 4, 2).crowded);
     }
 }
