@@ -153,15 +153,15 @@ fn write_loop(
     loop {
         let sent = match ring.try_peek()? {
             Some(rec) => {
-                let len = META + rec.payload.len();
-                let buf = tx.reserve(len, Deadline::never())?;
-                buf[..4].copy_from_slice(&rec.kind.to_le_bytes());
-                buf[4..8].copy_from_slice(&(rec.payload.len() as u32).to_le_bytes());
+                let mut meta = [0u8; META];
+                meta[..4].copy_from_slice(&rec.kind.to_le_bytes());
+                meta[4..8].copy_from_slice(&(rec.payload.len() as u32).to_le_bytes());
                 for (i, w) in rec.words.iter().enumerate() {
-                    buf[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
+                    meta[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_le_bytes());
                 }
-                buf[META..].copy_from_slice(rec.payload);
-                tx.commit()?;
+                // Straight from the ring where the link can (TCP): no copy into the
+                // link's buffer first.
+                tx.send_parts(&meta, rec.payload, Deadline::never())?;
                 true
             }
             None => false,

@@ -76,6 +76,15 @@ pub trait SendHalf: Send {
         Ok(false)
     }
 
+    /// Sends one message made of `head` then `body` (together at most
+    /// [`max_message`](Self::max_message) bytes), as [`reserve`](Self::reserve),
+    /// filling and [`commit`](Self::commit) would. Links that can write both parts
+    /// straight from the caller's memory do so; the default copies them into the
+    /// link's buffer.
+    fn send_parts(&mut self, head: &[u8], body: &[u8], deadline: Deadline) -> Result<()> {
+        send_parts_copied(self, head, body, deadline)
+    }
+
     /// The size from which [`send_single_copy`](Self::send_single_copy) is worth it,
     /// `None` when the link has no single-copy path.
     fn single_copy_threshold(&self) -> Option<usize> {
@@ -116,6 +125,21 @@ pub enum Injected {
     DropNext,
     /// Cut the connection: the peer sees it closed.
     Cut,
+}
+
+/// [`SendHalf::send_parts`] through the link's buffer: `head` and `body` copied into
+/// one reserved message, then committed.
+pub fn send_parts_copied<S: SendHalf + ?Sized>(
+    tx: &mut S,
+    head: &[u8],
+    body: &[u8],
+    deadline: Deadline,
+) -> Result<()> {
+    let buf = tx.reserve(head.len() + body.len(), deadline)?;
+    let (h, b) = buf.split_at_mut(head.len());
+    h.copy_from_slice(head);
+    crate::copy::copy_slice(b, body);
+    tx.commit()
 }
 
 /// The receiving half of a link.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tutti_testkit::{AddU32, Board, random_bytes as random};
 use tutti_transport::shm::{InprocHub, ShmConfig};
 use tutti_transport::tcp::{TcpConfig, TcpEndpoint};
-use tutti_transport::{ByteReducer, Deadline, Link, TransportError, ops};
+use tutti_transport::{ByteReducer, Deadline, Link, Message, TransportError, ops};
 
 fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut d = a.to_vec();
@@ -477,6 +477,42 @@ fn tcp_frames_from_any_page_offset_arrive_whole() {
                         // Echo it from the same page offset.
                         room[skew..skew + len].copy_from_slice(&got);
                         ops::send(&mut *l.tx, &room[skew..skew + len], max, deadline()).unwrap();
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// `send_parts` (what the point-to-point bridges send records with): a head and a
+/// body from anywhere in memory arrive as one message, byte for byte, with and without
+/// the checksum, at the sizes around the pad's threshold and up to the largest message.
+#[test]
+fn tcp_parts_arrive_as_one_message() {
+    for checksum in [false, true] {
+        let board = Arc::new(Board::default());
+        pair(tcp_make(board, "t-parts", checksum), move |r, l| {
+            let max = l.tx.max_message();
+            for len in [0, 100, 4095, 4096, 65_536, max - 56] {
+                for page_off in [0usize, 16, 40, 2048, 4090] {
+                    let head = random(56, len as u64);
+                    let body = random(len, (len + page_off) as u64);
+                    let what =
+                        format!("{len}-byte body at page offset {page_off}, checksum {checksum}");
+                    if r == 0 {
+                        let mut room = vec![0u8; len + 8192];
+                        let skew = (page_off + 4096 - (room.as_ptr() as usize & 4095)) & 4095;
+                        room[skew..skew + len].copy_from_slice(&body);
+                        l.tx.send_parts(&head, &room[skew..skew + len], deadline())
+                            .unwrap();
+                    } else {
+                        let Message::Bytes(got) = l.rx.next(deadline()).unwrap() else {
+                            panic!("a TCP link delivered a remote message ({what})");
+                        };
+                        assert_eq!(got.len(), 56 + len, "{what}");
+                        assert_eq!(&got[..56], &head[..], "head of {what}");
+                        assert_eq!(&got[56..], &body[..], "body of {what}");
+                        l.rx.release().unwrap();
                     }
                 }
             }

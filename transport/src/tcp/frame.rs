@@ -26,7 +26,14 @@ pub(crate) const PAD_LEN: usize = 64;
 /// bench/RESULTS.md). The pad moves the payload 64 bytes further. Small frames
 /// never carry it (their copy is short either way).
 pub(crate) fn wants_pad(payload: &[u8]) -> bool {
-    payload.len() >= 4096 && (HEADER_LEN.wrapping_sub(payload.as_ptr() as usize) & 4095) < PAD_LEN
+    lands_just_ahead(payload, HEADER_LEN)
+}
+
+/// Whether `part`, landing `at` bytes into a frame's first socket buffer page, would
+/// be copied less than [`PAD_LEN`] bytes ahead of itself modulo 4 KiB (see
+/// [`wants_pad`]; small parts never count).
+pub(crate) fn lands_just_ahead(part: &[u8], at: usize) -> bool {
+    part.len() >= 4096 && (at.wrapping_sub(part.as_ptr() as usize) & 4095) < PAD_LEN
 }
 
 /// The checksum a frame carries: CRC32 (IEEE) by `crc32fast`, which folds with

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use socket2::Socket;
 
-use super::frame::{FLAG_CRC, FLAG_PAD, Header, PAD_LEN, checksum, wants_pad};
+use super::frame::{
+    FLAG_CRC, FLAG_PAD, HEADER_LEN, Header, PAD_LEN, checksum, lands_just_ahead, wants_pad,
+};
 use super::inbound::gone_or_io;
 use super::progress::{Engine, Phase, Waiting};
 use crate::link::{Injected, SendHalf};
@@ -57,6 +59,19 @@ impl TcpSend {
         payload: &[u8],
         deadline: Deadline,
     ) -> Result<()> {
+        Self::send_frame_parts(socks, engine, peer, seq, head, [payload, &[]], deadline)
+    }
+
+    /// Writes one frame whose payload is `parts` one after the other.
+    fn send_frame_parts(
+        socks: &[Socket],
+        engine: &Engine,
+        peer: &str,
+        seq: u64,
+        head: &Header,
+        parts: [&[u8]; 2],
+        deadline: Deadline,
+    ) -> Result<()> {
         let sock = &socks[(seq % socks.len() as u64) as usize];
         let pad: &[u8] = if head.flags & FLAG_PAD != 0 {
             &[0; PAD_LEN]
@@ -64,17 +79,23 @@ impl TcpSend {
             &[]
         };
         let head = head.encode();
-        write_all(sock, engine, peer, [&head[..], pad, payload], deadline)
+        write_all(
+            sock,
+            engine,
+            peer,
+            [&head[..], pad, parts[0], parts[1]],
+            deadline,
+        )
     }
 }
 
 /// Writes every part, waiting (and draining this endpoint's incoming sockets) while
 /// the socket buffer is full.
-fn write_all(
+fn write_all<const N: usize>(
     sock: &Socket,
     engine: &Engine,
     peer: &str,
-    mut parts: [&[u8]; 3],
+    mut parts: [&[u8]; N],
     deadline: Deadline,
 ) -> Result<()> {
     let mut left: usize = parts.iter().map(|p| p.len()).sum();
@@ -174,6 +195,47 @@ impl SendHalf for TcpSend {
             seq,
             &head,
             &self.buf[..len],
+            deadline,
+        )
+    }
+
+    /// Both parts go out straight from the caller's memory in one frame (the
+    /// receiver sees one message, as if they had been copied in), unless a fault is
+    /// armed for the next frame (the link's buffer path applies it).
+    fn send_parts(&mut self, head: &[u8], body: &[u8], deadline: Deadline) -> Result<()> {
+        let len = head.len() + body.len();
+        if self.corrupt_next || self.drop_next || len > self.buf.len() {
+            return crate::link::send_parts_copied(self, head, body, deadline);
+        }
+        let crc = if self.checksum {
+            let mut h = crc32fast::Hasher::new();
+            h.update(head);
+            h.update(body);
+            h.finalize()
+        } else {
+            0
+        };
+        // The pad as for a single payload, judged by the part that dominates the copy.
+        let pad = if lands_just_ahead(body, HEADER_LEN + head.len()) {
+            FLAG_PAD
+        } else {
+            0
+        };
+        let header = Header {
+            flags: if self.checksum { FLAG_CRC } else { 0 } | pad,
+            seq: self.seq,
+            len: len as u32,
+            crc,
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        Self::send_frame_parts(
+            &self.socks,
+            &self.engine,
+            &self.peer,
+            seq,
+            &header,
+            [head, body],
             deadline,
         )
     }
