@@ -175,8 +175,9 @@ pub(super) struct WindowAgreement {
     pub direct: bool,
 }
 
-/// Messages up to a 32nd of the point-to-point ring travel eagerly (16 KiB with the
-/// default 512 KiB ring; `TUTTI_P2P_EAGER_BYTES` overrides), so that a burst of 16
+/// Messages to ranks on this host up to a 32nd of the point-to-point ring travel
+/// eagerly (16 KiB with the default 512 KiB ring; `TUTTI_P2P_EAGER_BYTES` overrides
+/// this and [`EAGER_BRIDGED_RING_FRACTION`]), so that a burst of 16
 /// such messages each way takes at most half the ring. With 64 KiB (an eighth), 16
 /// messages of 32 KiB filled the ring and the sender waited on a receiver that was
 /// itself sending: 4 ranks on 2 cores (Zen 3), bidirectional 32 KiB 1.7-2.2 GB/s
@@ -188,6 +189,15 @@ const EAGER_RING_FRACTION: usize = 32;
 fn default_eager(ring_bytes: usize) -> usize {
     (ring_bytes / EAGER_RING_FRACTION).clamp(4 << 10, 64 << 10)
 }
+
+/// Peers over a bridged link (another host) take messages up to an eighth of the
+/// ring eagerly (64 KiB with the default ring): there the request-to-send round trip
+/// crosses a writer and a reader thread on each side, and an eager message that finds
+/// no receive waits on the heap, not in the ring. TCP, 2 ranks on 2 cores (Zen 3),
+/// `tutti-p2p`, half round trip at 64 KiB: 152-176 us with 16 KiB, 73-76 with 64 KiB
+/// (one way 0.94-0.97 -> 1.68-1.95 GB/s); 256 KiB eagerly gained nothing; 4 ranks
+/// bidirectional 32-64 KiB no slower (bench/RESULTS.md, issue 17, "Eleventh session").
+const EAGER_BRIDGED_RING_FRACTION: usize = 8;
 
 /// The point-to-point engine: rings in the window for the ranks on this host, rings
 /// bridged to a link (the registry's pick for the pair: TCP, RDMA) for the others.
@@ -249,13 +259,15 @@ fn connect_engine(
             });
         }
     }
-    let eager_max = std::env::var("TUTTI_P2P_EAGER_BYTES")
+    let eager_env: Option<usize> = std::env::var("TUTTI_P2P_EAGER_BYTES")
         .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| default_eager(window.ring_bytes()));
+        .and_then(|v| v.trim().parse().ok());
+    let eager_max = eager_env.unwrap_or_else(|| default_eager(window.ring_bytes()));
+    let eager_max_bridged = eager_env.unwrap_or(window.ring_bytes() / EAGER_BRIDGED_RING_FRACTION);
     let single_copy = SingleCopy::from_env();
     let cfg = EngineConfig {
         eager_max,
+        eager_max_bridged,
         single_copy,
         chunk: (window.ring_bytes() / 4).max(4096),
         budget: WaitBudget::for_local_ranks(local_ranks),

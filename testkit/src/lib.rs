@@ -286,6 +286,7 @@ pub fn run_windows<T: Send + 'static>(
 pub fn engine_config(window: &Window) -> tutti_transport::p2p::EngineConfig {
     tutti_transport::p2p::EngineConfig {
         eager_max: 4096,
+        eager_max_bridged: 4096,
         chunk: 16 << 10,
         single_copy: tutti_transport::p2p::SingleCopy::from_env(),
         budget: window.budget(),

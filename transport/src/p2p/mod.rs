@@ -83,8 +83,12 @@ impl Channel {
 /// Settings of the engine.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
-    /// Messages up to this size travel eagerly (no request-to-send round trip).
+    /// Messages up to this size travel eagerly (no request-to-send round trip) to
+    /// peers in the window.
     pub eager_max: usize,
+    /// The same for peers over a bridged link (TCP, RDMA), where the request-to-send
+    /// round trip passes two bridge threads each way.
+    pub eager_max_bridged: usize,
     /// Largest piece of a large message per record.
     pub chunk: usize,
     /// When a large message between ranks of one host is read straight from the

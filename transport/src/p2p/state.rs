@@ -809,7 +809,11 @@ fn direct_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> bool {
 
 /// Control records, then new messages (EAGER or RTS) in order, then data.
 fn send_side(ps: &mut PeerState, c: &mut Common, sh: &Shared) -> Result<bool> {
-    let (eager_max, chunk) = (c.cfg.eager_max, c.cfg.chunk);
+    let eager_max = match ps.channel {
+        Channel::Window { .. } => c.cfg.eager_max,
+        Channel::Bridged { .. } => c.cfg.eager_max_bridged,
+    };
+    let chunk = c.cfg.chunk;
     let max = ps.channel.max_payload();
     let mut moved = false;
     while let Some(&(kind, [a, b, d])) = ps.ctl.front() {
