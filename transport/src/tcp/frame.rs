@@ -13,7 +13,8 @@ pub(crate) const FLAG_PAD: u32 = 2;
 /// Bytes of the pad.
 pub(crate) const PAD_LEN: usize = 64;
 
-/// Whether a frame whose payload starts at `payload` should carry the pad.
+/// Whether a frame should carry the pad for `part` of its payload, which lies `at`
+/// bytes past the frame's start (`HEADER_LEN` for a payload of one part).
 ///
 /// The kernel copies a frame's bytes (header, then payload) into its socket buffer
 /// pages; on loopback a frame starts at offset 0 of such a page whenever the
@@ -23,16 +24,9 @@ pub(crate) const PAD_LEN: usize = 64;
 /// the copy lands less than 64 bytes ahead of the next loads modulo 4 KiB (4K
 /// aliasing), and the copy ran 2-3x slower: a 64 KiB 2-rank all_reduce over TCP took
 /// 34-50 us from a buffer at page offset 0x10 and 25-27 us from 0x800 (Zen 4,
-/// bench/RESULTS.md). The pad moves the payload 64 bytes further. Small frames
+/// bench/RESULTS.md). The pad moves the payload 64 bytes further. Small parts
 /// never carry it (their copy is short either way).
-pub(crate) fn wants_pad(payload: &[u8]) -> bool {
-    lands_just_ahead(payload, HEADER_LEN)
-}
-
-/// Whether `part`, landing `at` bytes into a frame's first socket buffer page, would
-/// be copied less than [`PAD_LEN`] bytes ahead of itself modulo 4 KiB (see
-/// [`wants_pad`]; small parts never count).
-pub(crate) fn lands_just_ahead(part: &[u8], at: usize) -> bool {
+pub(crate) fn wants_pad(part: &[u8], at: usize) -> bool {
     part.len() >= 4096 && (at.wrapping_sub(part.as_ptr() as usize) & 4095) < PAD_LEN
 }
 
@@ -42,6 +36,14 @@ pub(crate) fn lands_just_ahead(part: &[u8], at: usize) -> bool {
 /// crate, 20-26 GB/s); `tcp_bounds checksum` measures both.
 pub(crate) fn checksum(payload: &[u8]) -> u32 {
     crc32fast::hash(payload)
+}
+
+/// [`checksum`] of a payload sent as `head` then `body`.
+pub(crate) fn checksum_parts(head: &[u8], body: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(head);
+    h.update(body);
+    h.finalize()
 }
 /// Bytes in a header.
 pub(crate) const HEADER_LEN: usize = 24;
@@ -118,12 +120,12 @@ mod tests {
         // Page offsets 0..=24 and 4057..=4095: the payload's copy would land less than
         // 64 bytes ahead of its source modulo 4 KiB.
         for off in [0, 8, 16, 24, 4057, 4095] {
-            assert!(wants_pad(at(off, 65536)), "offset {off}");
+            assert!(wants_pad(at(off, 65536), HEADER_LEN), "offset {off}");
         }
         for off in [25, 64, 2048, 4032, 4056] {
-            assert!(!wants_pad(at(off, 65536)), "offset {off}");
+            assert!(!wants_pad(at(off, 65536), HEADER_LEN), "offset {off}");
         }
         // Small payloads never.
-        assert!(!wants_pad(at(16, 4095)));
+        assert!(!wants_pad(at(16, 4095), HEADER_LEN));
     }
 }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use socket2::Socket;
 
-use super::frame::{
-    FLAG_CRC, FLAG_PAD, HEADER_LEN, Header, PAD_LEN, checksum, lands_just_ahead, wants_pad,
-};
+use super::frame::{FLAG_CRC, FLAG_PAD, HEADER_LEN, Header, PAD_LEN, checksum_parts, wants_pad};
 use super::inbound::gone_or_io;
 use super::progress::{Engine, Phase, Waiting};
 use crate::link::{Injected, SendHalf};
@@ -38,32 +36,46 @@ pub(crate) struct TcpSend {
 }
 
 impl TcpSend {
-    fn header(&self, payload: &[u8]) -> Header {
+    /// The header of the next frame, whose payload is `head` then `body` (`head`
+    /// empty for a payload of one part); the pad is judged by `body`.
+    fn header(&self, head: &[u8], body: &[u8]) -> Header {
         let crc = if self.checksum { FLAG_CRC } else { 0 };
-        let pad = if wants_pad(payload) { FLAG_PAD } else { 0 };
+        let pad = if wants_pad(body, HEADER_LEN + head.len()) {
+            FLAG_PAD
+        } else {
+            0
+        };
         Header {
             flags: crc | pad,
             seq: self.seq,
-            len: payload.len() as u32,
-            crc: if self.checksum { checksum(payload) } else { 0 },
+            len: (head.len() + body.len()) as u32,
+            crc: if self.checksum {
+                checksum_parts(head, body)
+            } else {
+                0
+            },
         }
     }
 
-    /// Writes one frame of `payload` (at most `max_message` bytes).
-    fn send_frame(
-        socks: &[Socket],
-        engine: &Engine,
-        peer: &str,
-        seq: u64,
-        head: &Header,
-        payload: &[u8],
-        deadline: Deadline,
-    ) -> Result<()> {
-        Self::send_frame_parts(socks, engine, peer, seq, head, [payload, &[]], deadline)
+    /// Writes the next frame, of `head` then `body`, straight from their memory.
+    fn send_next(&mut self, head: &[u8], body: &[u8], deadline: Deadline) -> Result<()> {
+        let header = self.header(head, body);
+        let seq = self.seq;
+        self.seq += 1;
+        Self::send_frame(
+            &self.socks,
+            &self.engine,
+            &self.peer,
+            seq,
+            &header,
+            [head, body],
+            deadline,
+        )
     }
 
-    /// Writes one frame whose payload is `parts` one after the other.
-    fn send_frame_parts(
+    /// Writes one frame whose payload is `parts` one after the other (at most
+    /// `max_message` bytes).
+    fn send_frame(
         socks: &[Socket],
         engine: &Engine,
         peer: &str,
@@ -179,7 +191,7 @@ impl SendHalf for TcpSend {
                 self.peer
             )));
         };
-        let head = self.header(&self.buf[..len]);
+        let head = self.header(&[], &self.buf[..len]);
         if std::mem::take(&mut self.corrupt_next) && len > 0 {
             self.buf[0] ^= 0x5a;
         }
@@ -194,7 +206,7 @@ impl SendHalf for TcpSend {
             &self.peer,
             seq,
             &head,
-            &self.buf[..len],
+            [&self.buf[..len], &[]],
             deadline,
         )
     }
@@ -203,41 +215,10 @@ impl SendHalf for TcpSend {
     /// receiver sees one message, as if they had been copied in), unless a fault is
     /// armed for the next frame (the link's buffer path applies it).
     fn send_parts(&mut self, head: &[u8], body: &[u8], deadline: Deadline) -> Result<()> {
-        let len = head.len() + body.len();
-        if self.corrupt_next || self.drop_next || len > self.buf.len() {
+        if self.corrupt_next || self.drop_next || head.len() + body.len() > self.buf.len() {
             return crate::link::send_parts_copied(self, head, body, deadline);
         }
-        let crc = if self.checksum {
-            let mut h = crc32fast::Hasher::new();
-            h.update(head);
-            h.update(body);
-            h.finalize()
-        } else {
-            0
-        };
-        // The pad as for a single payload, judged by the part that dominates the copy.
-        let pad = if lands_just_ahead(body, HEADER_LEN + head.len()) {
-            FLAG_PAD
-        } else {
-            0
-        };
-        let header = Header {
-            flags: if self.checksum { FLAG_CRC } else { 0 } | pad,
-            seq: self.seq,
-            len: len as u32,
-            crc,
-        };
-        let seq = self.seq;
-        self.seq += 1;
-        Self::send_frame_parts(
-            &self.socks,
-            &self.engine,
-            &self.peer,
-            seq,
-            &header,
-            [head, body],
-            deadline,
-        )
+        self.send_next(head, body, deadline)
     }
 
     /// Large messages go out straight from the caller's memory, in frames of at
@@ -245,18 +226,7 @@ impl SendHalf for TcpSend {
     /// to the transfer). Returns once the kernel holds every byte.
     fn send_single_copy(&mut self, data: &[u8], deadline: Deadline) -> Result<bool> {
         for piece in data.chunks(self.buf.len().max(1)) {
-            let head = self.header(piece);
-            let seq = self.seq;
-            self.seq += 1;
-            Self::send_frame(
-                &self.socks,
-                &self.engine,
-                &self.peer,
-                seq,
-                &head,
-                piece,
-                deadline,
-            )?;
+            self.send_next(&[], piece, deadline)?;
         }
         Ok(true)
     }
