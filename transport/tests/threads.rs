@@ -443,6 +443,16 @@ fn reduce_errors_are_typed() {
     }
 }
 
+/// A buffer holding `data` so that it starts at `page_off` bytes past a page, and
+/// where in the buffer it starts.
+fn at_page_offset(data: &[u8], page_off: usize) -> (Vec<u8>, usize) {
+    let mut room = vec![0u8; data.len() + 8192];
+    let skew = (page_off + 4096 - (room.as_ptr() as usize & 4095)) & 4095;
+    room[skew..skew + data.len()].copy_from_slice(data);
+    assert_eq!(room[skew..].as_ptr() as usize & 4095, page_off);
+    (room, skew)
+}
+
 /// Frames whose payload starts at a page offset that gets the 64-byte pad (0..=24 and
 /// 4057..=4095) and ones that do not, through the link's buffer (below the
 /// single-copy size) and straight from the caller's memory (above it, several
@@ -457,12 +467,8 @@ fn tcp_frames_from_any_page_offset_arrive_whole() {
             for len in [100, 4096, 65_532, 65_536 + 44, 2 * max + 20] {
                 for page_off in [0usize, 8, 16, 24, 25, 40, 64, 2048, 4032, 4056, 4057, 4090] {
                     let data = random(len, (len + page_off) as u64);
-                    // `data` copied to a buffer where it starts at `page_off`.
-                    let mut room = vec![0u8; len + 8192];
-                    let skew = (page_off + 4096 - (room.as_ptr() as usize & 4095)) & 4095;
-                    room[skew..skew + len].copy_from_slice(&data);
+                    let (mut room, skew) = at_page_offset(&data, page_off);
                     let placed = &room[skew..skew + len];
-                    assert_eq!(placed.as_ptr() as usize & 4095, page_off);
                     let what =
                         format!("{len} bytes from page offset {page_off}, checksum {checksum}");
                     if r == 0 {
@@ -500,9 +506,7 @@ fn tcp_parts_arrive_as_one_message() {
                     let what =
                         format!("{len}-byte body at page offset {page_off}, checksum {checksum}");
                     if r == 0 {
-                        let mut room = vec![0u8; len + 8192];
-                        let skew = (page_off + 4096 - (room.as_ptr() as usize & 4095)) & 4095;
-                        room[skew..skew + len].copy_from_slice(&body);
+                        let (room, skew) = at_page_offset(&body, page_off);
                         l.tx.send_parts(&head, &room[skew..skew + len], deadline())
                             .unwrap();
                     } else {
