@@ -74,7 +74,7 @@ impl Layout {
             hosts,
             host_of,
             leaders,
-            crowded: (0..n).any(|r| topo.oversubscribed(r)),
+            crowded: topo.any_oversubscribed(),
             costs: Costs {
                 ring,
                 leaders: between,

@@ -209,6 +209,18 @@ impl Topology {
         self.ranks_on_host_of(a) > self.peers[a].cores.max(1)
     }
 
+    /// Whether [`oversubscribed`](Self::oversubscribed) holds for any rank (counted
+    /// once per host, not once per rank: group creation calls it on every rank).
+    pub fn any_oversubscribed(&self) -> bool {
+        let mut ranks: std::collections::HashMap<&str, usize> = Default::default();
+        for p in &self.peers {
+            *ranks.entry(p.host.as_str()).or_default() += 1;
+        }
+        self.peers
+            .iter()
+            .any(|p| ranks[p.host.as_str()] > p.cores.max(1))
+    }
+
     /// The topology of a sub-group: `ranks[i]` of this one is rank `i` of it.
     pub fn subset(&self, ranks: &[usize]) -> Topology {
         Topology {
@@ -514,6 +526,17 @@ mod tests {
             bad.contains("carrier-pigeon") && bad.contains("tcp"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn a_host_with_more_ranks_than_cores_is_oversubscribed() {
+        // 2 cores per host.
+        let t = topo(&["a", "b", "a", "a", "b"]);
+        assert!(t.oversubscribed(0) && !t.oversubscribed(1));
+        assert!(t.any_oversubscribed());
+        let fits = topo(&["a", "b", "a", "b"]);
+        assert!(!(0..4).any(|r| fits.oversubscribed(r)));
+        assert!(!fits.any_oversubscribed());
     }
 
     #[test]
