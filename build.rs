@@ -14,6 +14,10 @@
 //! (`auto`, the default, takes the first available). When `ptxas` is found, the PTX is
 //! also assembled for sm_90 and the register and spill counts are reported.
 //!
+//! NVRTC's PTX and ptxas's cubins are cached under `<target>/<profile>/tutti-kernel-cache/`
+//! by a key of everything they depend on, so the lint and test builds of one target
+//! directory compile the kernels once ([`Cache`]).
+//!
 //! The crate learns what was built from `cfg(tutti_kernels = "fatbin" | "ptx" |
 //! "source")` and the `TUTTI_KERNELS_*` environment variables; the files are in
 //! `OUT_DIR` (`tutti_kernels.cu`, `.ptx`, `.fatbin`).
@@ -117,7 +121,7 @@ fn run() -> Result<(), String> {
             }
             if built.is_none() && matches!(choice.as_str(), "auto" | "nvrtc") {
                 match find_nvrtc(&sites, &mut searched) {
-                    Some(nvrtc) => built = Some(build_nvrtc(&nvrtc, &source, &sites)?),
+                    Some(nvrtc) => built = Some(build_nvrtc(&nvrtc, &source, &sites, &out)?),
                     None if choice == "nvrtc" => {
                         return Err(format!(
                             "TUTTI_KERNEL_COMPILER=nvrtc but libnvrtc could not be loaded (searched: {})",
@@ -596,14 +600,61 @@ fn find_cuda_include(sites: &[PathBuf]) -> Option<PathBuf> {
     dirs.into_iter().find(|d| d.join("cuda_fp16.h").is_file())
 }
 
-fn build_nvrtc(nvrtc: &Nvrtc, source: &str, sites: &[PathBuf]) -> Result<Built, String> {
+fn build_nvrtc(
+    nvrtc: &Nvrtc,
+    source: &str,
+    sites: &[PathBuf],
+    out: &Path,
+) -> Result<Built, String> {
     let mut options: Vec<String> = vec![format!("--gpu-architecture={PTX_ARCH}")];
     options.extend(NUMERIC_FLAGS.iter().map(|s| s.to_string()));
     if let Some(inc) = find_cuda_include(sites) {
         options.push(format!("--include-path={}", inc.display()));
     }
-    let ptx = nvrtc
-        .compile(source, "kernels/reduce.cu", &options)
+    let cache = Cache::new(
+        out,
+        &format!(
+            "nvrtc {} {}.{}\n{}\n{}",
+            nvrtc.path,
+            nvrtc.major,
+            nvrtc.minor,
+            options.join(" "),
+            fingerprint(source.as_bytes())
+        ),
+    );
+    const PTX_FILE: &str = "tutti_kernels.ptx";
+    let hit = cache
+        .as_ref()
+        .and_then(|c| c.get(&[PTX_FILE]))
+        .and_then(|dir| fs::read_to_string(dir.join(PTX_FILE)).ok());
+    let from_cache = hit.is_some();
+    let ptx = match hit {
+        Some(ptx) => ptx,
+        None => {
+            let ptx = compile_nvrtc(nvrtc, source, &options)?;
+            if let Some(c) = &cache {
+                c.put(&[(PTX_FILE, ptx.as_bytes())]);
+            }
+            ptx
+        }
+    };
+    let entries = ptx.matches(".entry ").count();
+    let cached = if from_cache { ", cached" } else { "" };
+    Ok(Built {
+        kind: "ptx",
+        compiler: format!("NVRTC {}.{}", nvrtc.major, nvrtc.minor),
+        arch: PTX_ARCH.into(),
+        how: format!(
+            "PTX ({PTX_ARCH}) compiled by NVRTC {}.{} at build time ({}){cached}, {entries} entry points",
+            nvrtc.major, nvrtc.minor, nvrtc.path
+        ),
+        ptx: Some(ptx),
+    })
+}
+
+fn compile_nvrtc(nvrtc: &Nvrtc, source: &str, options: &[String]) -> Result<String, String> {
+    nvrtc
+        .compile(source, "kernels/reduce.cu", options)
         .map_err(|log| {
             format!(
                 "NVRTC {}.{} ({}) failed to compile the kernels (options: {}):\n{log}",
@@ -612,18 +663,7 @@ fn build_nvrtc(nvrtc: &Nvrtc, source: &str, sites: &[PathBuf]) -> Result<Built, 
                 nvrtc.path,
                 options.join(" ")
             )
-        })?;
-    let entries = ptx.matches(".entry ").count();
-    Ok(Built {
-        kind: "ptx",
-        compiler: format!("NVRTC {}.{}", nvrtc.major, nvrtc.minor),
-        arch: PTX_ARCH.into(),
-        how: format!(
-            "PTX ({PTX_ARCH}) compiled by NVRTC {}.{} at build time ({}), {entries} entry points",
-            nvrtc.major, nvrtc.minor, nvrtc.path
-        ),
-        ptx: Some(ptx),
-    })
+        })
 }
 
 // ------------------------------------------------------------------ ptxas ------------
@@ -648,9 +688,34 @@ fn find_ptxas(sites: &[PathBuf]) -> Option<PathBuf> {
 /// when both cubins were written and `embed` is set (the crate then embeds them).
 /// Informational otherwise: no ptxas, or a ptxas failure, is a warning, not an error.
 fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
+    const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
+    const CUBINS: [&str; 2] = ["tutti_kernels.sm_80.cubin", "tutti_kernels.sm_90.cubin"];
+    const SUMMARY: &str = "ptxas-summary.txt";
     let ptxas = find_ptxas(sites)?;
     let release = tool_release(&ptxas).unwrap_or_else(|| "unknown version".into());
     let ptx = out.join("tutti_kernels.ptx");
+    let cache = fs::read(&ptx).ok().and_then(|text| {
+        Cache::new(
+            out,
+            &format!(
+                "ptxas {} {release}\n{}",
+                ptxas.display(),
+                fingerprint(&text)
+            ),
+        )
+    });
+    let files = [CUBINS[0], CUBINS[1], SUMMARY];
+    if let Some(dir) = cache.as_ref().and_then(|c| c.get(&files)) {
+        let copied = CUBINS
+            .iter()
+            .all(|f| fs::copy(dir.join(f), out.join(f)).is_ok());
+        if let (true, Ok(summary)) = (copied, fs::read_to_string(dir.join(SUMMARY))) {
+            for line in summary.lines() {
+                println!("cargo::warning=tutti kernels: ptxas {release} {line} (cached)");
+            }
+            return embed.then(|| format!("ptxas {release}"));
+        }
+    }
     let run = |arch: &str| {
         Command::new(&ptxas)
             .arg(format!("-arch={arch}"))
@@ -661,13 +726,14 @@ fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
             .output()
     };
     let (sm80, sm90) = std::thread::scope(|s| {
-        let sm80 = s.spawn(|| run("sm_80"));
-        let sm90 = run("sm_90");
+        let sm80 = s.spawn(|| run(ARCHS[0]));
+        let sm90 = run(ARCHS[1]);
         (sm80.join(), sm90)
     });
     let sm80 = sm80.unwrap_or_else(|_| Err(std::io::Error::other("ptxas thread panicked")));
     let mut all_ok = true;
-    for (arch, output) in [("sm_80", sm80), ("sm_90", sm90)] {
+    let mut summary = String::new();
+    for (arch, output) in [(ARCHS[0], sm80), (ARCHS[1], sm90)] {
         let o = match output {
             Ok(o) => o,
             Err(e) => {
@@ -684,10 +750,10 @@ fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
             String::from_utf8_lossy(&o.stderr)
         );
         if o.status.success() {
-            println!(
-                "cargo::warning=tutti kernels: ptxas {release} {arch}: {}",
-                summarize_ptxas(&text)
-            );
+            let line = format!("{arch}: {}", summarize_ptxas(&text));
+            println!("cargo::warning=tutti kernels: ptxas {release} {line}");
+            summary.push_str(&line);
+            summary.push('\n');
         } else {
             all_ok = false;
             let first = text
@@ -702,7 +768,115 @@ fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
             );
         }
     }
+    if all_ok && let Some(c) = &cache {
+        let cubins: Vec<Vec<u8>> = CUBINS
+            .iter()
+            .filter_map(|f| fs::read(out.join(f)).ok())
+            .collect();
+        if let [a, b] = cubins.as_slice() {
+            c.put(&[
+                (CUBINS[0], a),
+                (CUBINS[1], b),
+                (SUMMARY, summary.as_bytes()),
+            ]);
+        }
+    }
     (all_ok && embed).then(|| format!("ptxas {release}"))
+}
+
+// ------------------------------------------------------------------ cache ------------
+
+/// Compiler outputs kept between runs of this script, so that the lint build, the test
+/// build and rebuilds after a change elsewhere in the crate do not compile the kernels
+/// again (NVRTC and ptxas take most of a minute on 2 cores): one directory per key
+/// under `<target>/<profile>/tutti-kernel-cache/`, the key being everything the output
+/// depends on (the tool, its version and options, a fingerprint of the input). Any
+/// trouble with the cache (a layout it does not recognise, a file it cannot read or
+/// write) only means compiling again.
+struct Cache {
+    dir: PathBuf,
+    key: String,
+}
+
+impl Cache {
+    /// `None` where `out` is not `<target>/<profile>/build/<unit>/out`.
+    fn new(out: &Path, key: &str) -> Option<Cache> {
+        let unit = out.parent()?;
+        let build = unit.parent()?;
+        if out.file_name()? != "out" || build.file_name()? != "build" {
+            return None;
+        }
+        let root = build.parent()?.join("tutti-kernel-cache");
+        let name = format!("{:016x}", fingerprint_u64(key.as_bytes()));
+        Some(Cache {
+            dir: root.join(name),
+            key: key.to_string(),
+        })
+    }
+
+    /// The entry's directory when it holds this key and every one of `files`.
+    fn get(&self, files: &[&str]) -> Option<PathBuf> {
+        let key = fs::read_to_string(self.dir.join("key")).ok()?;
+        (key == self.key && files.iter().all(|f| self.dir.join(f).is_file()))
+            .then(|| self.dir.clone())
+    }
+
+    /// Stores `files` (name, bytes) under this key; written aside and renamed, so a
+    /// reader never sees half an entry.
+    fn put(&self, files: &[(&str, &[u8])]) {
+        let Some(root) = self.dir.parent() else {
+            return;
+        };
+        let tmp = root.join(format!(".tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let written = fs::create_dir_all(&tmp).is_ok()
+            && files
+                .iter()
+                .all(|(name, bytes)| fs::write(tmp.join(name), bytes).is_ok())
+            && fs::write(tmp.join("key"), self.key.as_bytes()).is_ok();
+        if written {
+            let _ = fs::remove_dir_all(&self.dir);
+            if fs::rename(&tmp, &self.dir).is_ok() {
+                prune(root, CACHE_ENTRIES);
+                return;
+            }
+        }
+        let _ = fs::remove_dir_all(&tmp);
+    }
+}
+
+/// Entries kept (a few kernel edits back, for each tool).
+const CACHE_ENTRIES: usize = 8;
+
+/// Removes all but the `keep` most recently written entries under `root`.
+fn prune(root: &Path, keep: usize) {
+    let Ok(rd) = fs::read_dir(root) else {
+        return;
+    };
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
+    for (_, path) in entries.into_iter().skip(keep) {
+        let _ = fs::remove_dir_all(path);
+    }
+}
+
+/// A 64-bit fingerprint (FNV-1a) of `bytes`.
+fn fingerprint_u64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// `bytes`' length and fingerprint, as text for a cache key.
+fn fingerprint(bytes: &[u8]) -> String {
+    format!(
+        "{} bytes, fnv1a {:016x}",
+        bytes.len(),
+        fingerprint_u64(bytes)
+    )
 }
 
 /// "92 functions, max 40 registers (tutti_prod_c128), no spills, no stack".
