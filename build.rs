@@ -689,6 +689,7 @@ fn find_ptxas(sites: &[PathBuf]) -> Option<PathBuf> {
 /// Informational otherwise: no ptxas, or a ptxas failure, is a warning, not an error.
 fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
     const ARCHS: [&str; 2] = ["sm_80", "sm_90"];
+    // The names src/gpu/image.rs embeds.
     const CUBINS: [&str; 2] = ["tutti_kernels.sm_80.cubin", "tutti_kernels.sm_90.cubin"];
     const SUMMARY: &str = "ptxas-summary.txt";
     let ptxas = find_ptxas(sites)?;
@@ -716,18 +717,18 @@ fn assemble(sites: &[PathBuf], out: &Path, embed: bool) -> Option<String> {
             return embed.then(|| format!("ptxas {release}"));
         }
     }
-    let run = |arch: &str| {
+    let run = |i: usize| {
         Command::new(&ptxas)
-            .arg(format!("-arch={arch}"))
+            .arg(format!("-arch={}", ARCHS[i]))
             .arg("-v")
             .arg("-o")
-            .arg(out.join(format!("tutti_kernels.{arch}.cubin")))
+            .arg(out.join(CUBINS[i]))
             .arg(&ptx)
             .output()
     };
     let (sm80, sm90) = std::thread::scope(|s| {
-        let sm80 = s.spawn(|| run(ARCHS[0]));
-        let sm90 = run(ARCHS[1]);
+        let sm80 = s.spawn(|| run(0));
+        let sm90 = run(1);
         (sm80.join(), sm90)
     });
     let sm80 = sm80.unwrap_or_else(|_| Err(std::io::Error::other("ptxas thread panicked")));
